@@ -1,0 +1,104 @@
+"""Image variations in Jupyter: one picture in, a grid of variations out.
+
+    >>> import ipy_images as ii
+    >>> response = ii.create_variation(ii.sample_image("coffee"), n=4, seed=7)
+    >>> response            # in a notebook: the original beside four variations
+
+In a notebook, `%load_ext ipy_images` adds the `%%variation` cell magic and the
+`%variation_form` line magic. Names are imported on first use, so `import ipy_images`
+stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InternalServerError,
+    InvalidImageError,
+    InvalidParameterError,
+    IpyImagesError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ._samples import sample_image
+    from .client import AsyncVariationClient, VariationClient, acreate_variation, create_variation
+    from .grid import ImageGrid
+    from .models import ImageData, ImagesResponse, Usage, VariationRequest
+    from .sources import PreparedImage, load_image, prepare_image
+    from .widget import VariationForm
+
+_LAZY = {
+    "AsyncVariationClient": ".client",
+    "VariationClient": ".client",
+    "acreate_variation": ".client",
+    "create_variation": ".client",
+    "ImageGrid": ".grid",
+    "ImageData": ".models",
+    "ImagesResponse": ".models",
+    "Usage": ".models",
+    "VariationRequest": ".models",
+    "PreparedImage": ".sources",
+    "load_image": ".sources",
+    "prepare_image": ".sources",
+    "sample_image": "._samples",
+    "VariationForm": ".widget",
+}
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "InternalServerError",
+    "InvalidImageError",
+    "InvalidParameterError",
+    "IpyImagesError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ipy_images' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """`%load_ext ipy_images`: register `%%variation` and `%variation_form`."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

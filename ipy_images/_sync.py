@@ -1,0 +1,52 @@
+"""Running the async client from synchronous code, including inside a Jupyter cell.
+
+A cell already runs inside the kernel's event loop, where `asyncio.run` fails. So every
+synchronous call runs its coroutine on one long-lived event loop in a daemon thread
+(the pattern of `jupyter_core.utils.run_sync`), and waits for it. Ctrl-C (a kernel
+interrupt) cancels the coroutine, so in-flight requests are aborted, then re-raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The shared event loop thread, started on first use."""
+    global _loop
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="ipy-images-loop", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to completion from synchronous code and return its result."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, background_loop())
+    try:
+        return _wait(future)
+    except KeyboardInterrupt:
+        future.cancel()
+        # Give the cancellation a moment to close connections before the interrupt goes on.
+        concurrent.futures.wait([future], timeout=5)
+        raise
+
+
+def _wait(future: concurrent.futures.Future[T]) -> T:
+    # A short timeout keeps the main thread interruptible by Ctrl-C on every platform.
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except concurrent.futures.TimeoutError:
+            continue

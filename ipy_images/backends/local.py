@@ -1,0 +1,132 @@
+"""The embedded backend: variations made on this machine by the patch engine.
+
+No network, no key. Samples run on a small thread pool (one per core) off the event
+loop, so the kernel stays responsive; cancelling stops them at the next pyramid level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import threading
+import time
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
+
+from ..errors import InvalidParameterError
+from ..models import ImageData, ImagesResponse, VariationRequest, check_choice, refuse_unsupported
+from ..sources import PreparedImage
+from ._base import Backend, Emit
+
+SIZES = ("256x256", "512x512", "1024x1024")
+MODELS = ("gpnn", "dall-e-2")  # dall-e-2 is accepted so legacy clients work unchanged
+_NOT_LOCAL = (
+    "prompt",
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "input_fidelity",
+)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> ThreadPoolExecutor:
+    """One process-wide pool, so concurrent requests share the cores instead of fighting."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="ipy-images-engine")
+        return _pool
+
+
+class LocalBackend(Backend):
+    """Variations from the embedded GPNN engine; returns `b64_json` PNGs."""
+
+    name: ClassVar[str] = "local"
+    default_size: ClassVar[str] = "256x256"
+
+    def __init__(self, **_: object) -> None:
+        """Takes (and ignores) the HTTP options, so every backend is built alike."""
+
+    def validate(self, request: VariationRequest) -> None:
+        request.check_common()
+        check_choice("size", request.size, SIZES, backend=self.name)
+        if request.response_format != "b64_json":
+            raise InvalidParameterError(
+                f"response_format={request.response_format!r}: the local backend returns "
+                "images inline, so use 'b64_json'; URLs come from a server "
+                "(ipy-images serve, then backend='variations')."
+            )
+        if request.model is not None:
+            check_choice("model", request.model, MODELS, backend=self.name)
+        if request.diversity is not None and not request.diversity > 0:
+            raise InvalidParameterError(
+                f"diversity must be a positive number (1.0 is the default), "
+                f"not {request.diversity!r}."
+            )
+        refuse_unsupported(request, _NOT_LOCAL, backend=self.name)
+
+    async def create(
+        self,
+        image: PreparedImage,
+        request: VariationRequest,
+        n: int,
+        *,
+        first_index: int,
+        emit: Emit,
+    ) -> ImagesResponse:
+        from ..engine import generate_variation
+
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        side = int(str(request.size).split("x")[0])
+        seed = request.seed or 0
+        picture = image.image.convert("RGB")
+
+        def one(index: int) -> ImageData:
+            variation = generate_variation(
+                picture,
+                size=side,
+                seed=seed + index,
+                diversity=request.diversity or 1.0,
+                cancel=cancel,
+            )
+            buffer = io.BytesIO()
+            variation.save(buffer, format="PNG")
+            png = buffer.getvalue()
+            return ImageData(b64_json=base64.b64encode(png).decode(), content=png)
+
+        jobs = [_workers().submit(one, first_index + i) for i in range(n)]
+        for job_index, job in enumerate(jobs):
+            job.add_done_callback(
+                lambda done, i=first_index + job_index: loop.call_soon_threadsafe(
+                    _emit_if_done, emit, i, done
+                )
+            )
+        try:
+            data = await asyncio.gather(*(asyncio.wrap_future(job) for job in jobs))
+        except BaseException:
+            # Stop the engine at its next level and wait, so no sample outlives the call.
+            cancel.set()
+            for job in jobs:
+                job.cancel()
+            await loop.run_in_executor(None, futures.wait, jobs)
+            raise
+        return ImagesResponse(
+            created=int(time.time()),
+            data=list(data),
+            backend=self.name,
+            request=request,
+            source=image,
+        )
+
+
+def _emit_if_done(emit: Emit, index: int, job: futures.Future[ImageData]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        emit(index, job.result())

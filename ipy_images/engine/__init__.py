@@ -1,0 +1,123 @@
+"""The local variation engine: new pictures from one picture, on this machine, no model.
+
+It implements GPNN (Granot et al., "Drop the GAN: In Defense of Patches Nearest Neighbors
+as Single Image Generative Models", CVPR 2022) with numpy and faiss: the output keeps the
+subject, colours and textures of the input while its arrangement and details change.
+
+Each sample is generated at a working resolution of 256 x 256; larger sizes re-apply the
+patch choices found there to the input at the larger size (nearest-neighbour-field
+upsampling), so they are sharp rather than interpolated.
+
+Threads: a call uses one core (faiss is set to one OpenMP thread in the calling thread and
+the numpy work releases the GIL), so run two calls on two threads to use two cores.
+Transparency is not generated: RGBA input is composited over white first.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["SIZES", "EngineCancelled", "generate_variation"]
+
+SIZES = (256, 512, 1024)
+"""Output sizes the engine makes (square)."""
+WORK_SIZE = 256
+"""Resolution the generator works at; larger outputs are upsampled from its result."""
+MIN_INPUT = 16
+MAX_DIVERSITY = 4.0
+
+
+class EngineCancelled(Exception):
+    """Generation stopped because the caller's cancel event was set."""
+
+
+def generate_variation(
+    image: Image.Image,
+    *,
+    size: int,
+    seed: int,
+    diversity: float = 1.0,
+    cancel: threading.Event | None = None,
+) -> Image.Image:
+    """One variation of ``image`` (RGB, square) as an RGB PIL image of ``size`` x ``size``.
+
+    ``size`` is 256, 512 or 1024; the same ``seed`` gives the same picture. ``diversity``
+    > 0 scales how far the result departs from the input (1.0 = default; 2.0 = about twice
+    the noise). Raises EngineCancelled when ``cancel`` is set (checked between pyramid
+    levels) and ValueError for invalid arguments.
+    """
+    _validate(image, size, seed, diversity, cancel)
+    import faiss
+    import numpy as np
+
+    from ._gpnn import PATCH, Settings, synthesize
+    from ._patches import resize, vote
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel.is_set():
+            raise EngineCancelled("variation cancelled")
+
+    faiss.omp_set_num_threads(1)  # per calling thread: two workers use two cores, no contention
+    pixels = np.asarray(_to_rgb(image), dtype=np.float32) / 255.0
+    source = resize(pixels, WORK_SIZE, WORK_SIZE)
+    result = synthesize(
+        source, Settings.for_diversity(diversity), np.random.default_rng(seed), check_cancel
+    )
+    check_cancel()
+    if size == WORK_SIZE:
+        out = result.image
+    else:
+        grid = WORK_SIZE - PATCH + 1
+        out = vote(resize(pixels, size, size), result.nnf, (grid, grid), PATCH, size // WORK_SIZE)
+    return _to_pil(out)
+
+
+def _validate(
+    image: object, size: object, seed: object, diversity: object, cancel: object
+) -> None:
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"image must be a PIL image, not {type(image).__name__}")
+    width, height = image.size
+    if width != height:
+        raise ValueError(f"image must be square, got {width}x{height}")
+    if width < MIN_INPUT:
+        raise ValueError(f"image must be at least {MIN_INPUT}x{MIN_INPUT}, got {width}x{height}")
+    if isinstance(size, bool) or size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(map(str, SIZES))}, got {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if (
+        isinstance(diversity, bool)
+        or not isinstance(diversity, (int, float))
+        or not math.isfinite(diversity)
+        or not 0 < diversity <= MAX_DIVERSITY
+    ):
+        raise ValueError(f"diversity must be a number in (0, {MAX_DIVERSITY:g}], got {diversity!r}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise ValueError("cancel must be a threading.Event or None")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels; transparent images are composited over white (alpha is not generated)."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_pil(pixels: object) -> Image.Image:
+    import numpy as np
+    from PIL import Image
+
+    array = np.clip(np.rint(np.asarray(pixels) * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(array, mode="RGB")

@@ -1,0 +1,559 @@
+"""Image grids for notebooks: display-sized thumbnails in plain HTML, full resolution in memory.
+
+The HTML uses inline styles only (flex, gap, border, max-width): no `<style>`, `<script>` or
+`id`, nothing JupyterLab strips from untrusted output, so a grid looks the same in
+JupyterLab, Notebook 7, VS Code, GitHub and nbviewer. Every thumbnail is encoded once, when
+its image arrives; `append` lets a grid grow as results come in without re-encoding the rest.
+All text (titles, captions, labels) is HTML-escaped where it is written out.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidImageError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["ComparisonGrid", "ImageGrid"]
+
+_GAP = 8  # px between cells, in HTML and contact sheets
+_BORDER = 2  # px; every thumbnail has one so the original's coloured border keeps cells aligned
+_ORIGINAL_COLOUR = "#e8710a"  # orange reads on both light and dark notebook themes
+_LABEL_WIDTH = 150  # px of the row-label column in comparisons
+_TEXT_STYLE = "font-size:12px;line-height:1.3;opacity:0.8;overflow-wrap:anywhere"
+_JPEG_QUALITY = 85
+_WEBP_QUALITY = 80
+_FORMATS = ("auto", "jpeg", "webp", "png")
+_FEW_COLOURS = 256  # at most this many colours: pixel art, diagrams, masks -> lossless PNG
+
+
+@dataclass(frozen=True)
+class _Thumb:
+    """One encoded thumbnail: the small picture and its `data:` URI, made once."""
+
+    image: Image.Image
+    uri: str
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+@dataclass(frozen=True)
+class _Cell:
+    image: Image.Image  # full resolution
+    title: str
+    thumb: _Thumb
+    original: bool = False
+
+
+class ImageGrid:
+    """Images side by side, the original (if any) first with a coloured border.
+
+    Accepts PIL images, numpy arrays (uint8, or floats in [0, 1]), encoded bytes, file paths
+    and anything with a PIL `.image` attribute (`ImageData`, `PreparedImage`). Full-resolution
+    images stay in memory: `grid.images`, `grid[i]`, `len(grid)` and iteration cover the
+    variations; `grid.original` is kept apart.
+    """
+
+    def __init__(
+        self,
+        images: Iterable[Any] = (),
+        titles: Sequence[str | None] | None = None,
+        columns: int | None = None,
+        thumb_size: int = 256,
+        original: Any = None,
+        *,
+        original_title: str = "original",
+        caption: str | Sequence[str] | None = None,
+        thumb_format: str = "auto",
+        backend: str | None = None,
+    ) -> None:
+        if isinstance(thumb_size, bool) or not isinstance(thumb_size, int) or thumb_size < 1:
+            raise InvalidParameterError(
+                f"thumb_size must be a positive whole number of pixels, not {thumb_size!r}."
+            )
+        if columns is not None and (
+            isinstance(columns, bool) or not isinstance(columns, int) or columns < 1
+        ):
+            raise InvalidParameterError(
+                f"columns must be a positive whole number or None, not {columns!r}."
+            )
+        if thumb_format not in _FORMATS:
+            raise InvalidParameterError(
+                f"thumb_format must be one of {', '.join(map(repr, _FORMATS))}, "
+                f"not {thumb_format!r}."
+            )
+        self.columns = columns
+        self.thumb_size = thumb_size
+        self.thumb_format = thumb_format
+        self.backend = backend
+        if caption is None:
+            self.caption_parts: list[str] = []
+        else:
+            self.caption_parts = [caption] if isinstance(caption, str) else list(caption)
+        self._original: _Cell | None = None
+        if original is not None:
+            self._original = self._cell(original, original_title, original=True)
+        self._cells: list[_Cell] = []
+        images = list(images)
+        if titles is not None and len(titles) != len(images):
+            raise InvalidParameterError(
+                f"got {len(titles)} titles for {len(images)} images; give one title per image."
+            )
+        for index, image in enumerate(images):
+            self.append(image, None if titles is None else titles[index])
+
+    @classmethod
+    def from_response(
+        cls, response: Any, *, thumb_size: int = 256, columns: int | None = None
+    ) -> ImageGrid:
+        """The grid of an `ImagesResponse`: its source first, then the variations, captioned
+        with the parameters that made them."""
+        source = getattr(response, "source", None)
+        parts = [f"source {source.name}"] if getattr(source, "name", None) else []
+        return cls(
+            response.images,
+            columns=columns,
+            thumb_size=thumb_size,
+            original=None if source is None else source.image,
+            caption=parts + _describe(response),
+            backend=getattr(response, "backend", None),
+        )
+
+    @classmethod
+    def compare(
+        cls, rows: Sequence[tuple[str | None, Any]], *, thumb_size: int = 256
+    ) -> ComparisonGrid:
+        """One row per source: `rows` are `(label, ImagesResponse | ImageGrid | images)`."""
+        return ComparisonGrid(rows, thumb_size=thumb_size)
+
+    def _cell(self, source: Any, title: str | None, *, original: bool = False) -> _Cell:
+        image = _to_pil(source)
+        label = f"#{len(self._cells) + 1}" if title is None else str(title)
+        return _Cell(image, label, _thumbnail(image, self.thumb_size, self.thumb_format), original)
+
+    def append(self, image: Any, title: str | None = None) -> None:
+        """Add one image at the end; only its own thumbnail is encoded."""
+        self._cells.append(self._cell(image, title))
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """The variations at full resolution (the original is `original`)."""
+        return [cell.image for cell in self._cells]
+
+    @property
+    def original(self) -> Image.Image | None:
+        return None if self._original is None else self._original.image
+
+    @property
+    def titles(self) -> list[str]:
+        return [cell.title for cell in self._cells]
+
+    @property
+    def caption(self) -> str | None:
+        return " · ".join(self.caption_parts) or None
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return self._cells[index].image
+
+    def __iter__(self) -> Iterator[Image.Image]:
+        return (cell.image for cell in self._cells)
+
+    def _all_cells(self) -> list[_Cell]:
+        return ([self._original] if self._original else []) + self._cells
+
+    def save(self, directory: str | Path, *, prefix: str = "image") -> list[Path]:
+        """Write the original and every variation as full-resolution PNG; returns the paths.
+
+        Existing files are never overwritten: a taken name gets a `-2`, `-3`... suffix.
+        """
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        stems = (["original"] if self._original else []) + [
+            f"{i + 1:02d}" for i in range(len(self._cells))
+        ]
+        return [
+            _write_new_png(folder, f"{prefix}-{stem}", cell.image)
+            for stem, cell in zip(stems, self._all_cells(), strict=True)
+        ]
+
+    def contact_sheet(self) -> Image.Image:
+        """All thumbnails with their titles on one picture, for places without HTML."""
+        cells = self._all_cells()
+        per_row = self.columns or min(len(cells), 6) or 1
+        rows = [([], cells[i : i + per_row]) for i in range(0, len(cells), per_row)]
+        return _draw_sheet(rows, label_width=0)
+
+    def to_html(self) -> str:
+        """The grid as one self-contained HTML fragment with inline styles only."""
+        cells = self._all_cells()
+        if not cells:
+            return f'<div style="{_TEXT_STYLE}">(no images yet)</div>'
+        width = _cell_width(cells)
+        limit = ""
+        if self.columns:
+            # a fixed column count with flex alone: cap the row at `columns` cells
+            limit = f"max-width:{self.columns * width + (self.columns - 1) * _GAP}px;"
+        body = "".join(_cell_html(cell, width) for cell in cells)
+        caption = (
+            f'<div style="{_TEXT_STYLE}">{html.escape(self.caption)}</div>' if self.caption else ""
+        )
+        return (
+            f'<div style="display:flex;flex-direction:column;gap:4px">{caption}'
+            f'<div style="display:flex;flex-wrap:wrap;gap:{_GAP}px;align-items:flex-start;{limit}">'
+            f"{body}</div></div>"
+        )
+
+    def __repr__(self) -> str:
+        if self._original:
+            count = f"original + {_plural(len(self._cells), 'variation')}"
+        else:
+            count = _plural(len(self._cells), "image")
+        return f"ImageGrid({', '.join([count, *_describe_images([self])])})"
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        return _mimebundle(self, include, exclude)
+
+
+class ComparisonGrid:
+    """Several sources, one row each: row label and caption, original, then variations.
+
+    Columns line up across rows; a row without an original keeps an empty first column.
+    """
+
+    def __init__(
+        self, rows: Iterable[tuple[str | None, Any]] = (), *, thumb_size: int = 256
+    ) -> None:
+        self.thumb_size = thumb_size
+        self.rows: list[tuple[str, ImageGrid]] = []
+        for label, item in rows:
+            self.add_row(label, item)
+
+    def add_row(self, label: str | None, item: Any) -> ImageGrid:
+        """Add a row from an `ImagesResponse`, an `ImageGrid` or a list of images; the row's
+        grid is returned so it can grow with `append` as images arrive."""
+        if isinstance(item, ImageGrid):
+            grid = item
+        elif hasattr(item, "data") and hasattr(item, "created"):
+            grid = ImageGrid.from_response(item, thumb_size=self.thumb_size)
+        else:
+            grid = ImageGrid(item, thumb_size=self.thumb_size)
+        if label is None:
+            source = getattr(item, "source", None)
+            label = getattr(source, "name", None) or f"row {len(self.rows) + 1}"
+        self.rows.append((str(label), grid))
+        return grid
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> ImageGrid:
+        return self.rows[index][1]
+
+    def __iter__(self) -> Iterator[ImageGrid]:
+        return (grid for _, grid in self.rows)
+
+    def _row_cells(self, grid: ImageGrid) -> list[_Cell | None]:
+        return [grid._original, *grid._cells]
+
+    def contact_sheet(self) -> Image.Image:
+        """The comparison on one picture, for places without HTML."""
+        rows = [([label, *grid.caption_parts], self._row_cells(grid)) for label, grid in self.rows]
+        return _draw_sheet(rows, label_width=_LABEL_WIDTH)
+
+    def to_html(self) -> str:
+        """The comparison as one self-contained HTML fragment with inline styles only."""
+        if not self.rows:
+            return f'<div style="{_TEXT_STYLE}">(no rows yet)</div>'
+        width = _cell_width([cell for grid in self for cell in grid._all_cells()])
+        blank = f'<div style="flex:none;width:{width}px"></div>'
+        lines = []
+        for label, grid in self.rows:
+            caption = "<br>".join(html.escape(part) for part in grid.caption_parts)
+            head = (
+                f'<div style="flex:none;width:{_LABEL_WIDTH}px">'
+                f'<div style="font-weight:bold;font-size:13px;overflow-wrap:anywhere">'
+                f"{html.escape(label)}</div>"
+                f'<div style="{_TEXT_STYLE}">{caption}</div></div>'
+            )
+            cells = "".join(
+                blank if cell is None else _cell_html(cell, width) for cell in self._row_cells(grid)
+            )
+            lines.append(
+                f'<div style="display:flex;flex-wrap:nowrap;gap:{_GAP}px;'
+                f'align-items:flex-start">{head}{cells}</div>'
+            )
+        # rows never wrap so columns stay aligned; the block scrolls sideways when wide
+        return (
+            f'<div style="display:flex;flex-direction:column;gap:{2 * _GAP}px;'
+            f'overflow-x:auto">{"".join(lines)}</div>'
+        )
+
+    def __repr__(self) -> str:
+        counts = sorted({len(grid) for grid in self})
+        if not counts:
+            return "ComparisonGrid(0 sources)"
+        spread = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        noun = "variation" if counts == [1] else "variations"
+        head = f"{_plural(len(self.rows), 'source')} x {spread} {noun}"
+        return f"ComparisonGrid({', '.join([head, *_describe_images(list(self))])})"
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        return _mimebundle(self, include, exclude)
+
+
+def _mimebundle(
+    grid: ImageGrid | ComparisonGrid,
+    include: Iterable[str] | None,
+    exclude: Iterable[str] | None,
+) -> dict[str, str]:
+    """HTML and text always; the contact-sheet PNG only when asked for by `include`, since
+    embedding it would double what the notebook stores."""
+    wanted = set(include) if include else {"text/plain", "text/html"}
+    bundle = {"text/plain": repr(grid), "text/html": grid.to_html()}
+    if "image/png" in wanted:
+        bundle["image/png"] = base64.b64encode(_encode(grid.contact_sheet(), "png")).decode()
+    return {k: v for k, v in bundle.items() if k in wanted and k not in set(exclude or ())}
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _describe_images(grids: list[ImageGrid]) -> list[str]:
+    """The `WxH` shared by all variations and the backends that made them, for text/plain."""
+    sizes = {image.size for grid in grids for image in grid}
+    parts = []
+    if len(sizes) == 1:
+        ((width, height),) = sizes
+        parts.append(f"{width}x{height}")
+    elif sizes:
+        parts.append("mixed sizes")
+    backends = list(dict.fromkeys(grid.backend for grid in grids if grid.backend))
+    if backends:
+        parts.append(", ".join(backends))
+    return parts
+
+
+def _describe(response: Any) -> list[str]:
+    """The caption of a response: backend, model, size, seed, created, tokens; absent
+    values are left out."""
+    request = getattr(response, "request", None)
+    usage = getattr(response, "usage", None)
+    created = getattr(response, "created", None)
+    size = getattr(request, "size", None) or getattr(response, "size", None)
+    seed = getattr(request, "seed", None)
+    parts = [
+        f"backend {response.backend}" if getattr(response, "backend", None) else "",
+        f"model {request.model}" if getattr(request, "model", None) else "",
+        f"size {size}" if size else "",
+        f"seed {seed}" if seed is not None else "",
+    ]
+    if isinstance(created, int):
+        when = datetime.fromtimestamp(created, tz=timezone.utc)
+        parts.append(f"created {when:%Y-%m-%d %H:%M} UTC")
+    if usage is not None and getattr(usage, "total_tokens", None):
+        parts.append(
+            f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
+        )
+    return [part for part in parts if part]
+
+
+def _cell_width(cells: Iterable[_Cell]) -> int:
+    return max(cell.thumb.width for cell in cells) + 2 * _BORDER
+
+
+def _cell_html(cell: _Cell, width: int) -> str:
+    colour = _ORIGINAL_COLOUR if cell.original else "transparent"
+    weight = "font-weight:bold;" if cell.original else ""
+    title = html.escape(cell.title)
+    return (
+        f'<div style="display:flex;flex-direction:column;align-items:center;gap:2px;'
+        f'flex:none;width:{width}px;max-width:100%">'
+        f'<img src="{cell.thumb.uri}" width="{cell.thumb.width}" height="{cell.thumb.height}" '
+        f'alt="{title}" style="max-width:100%;height:auto;border:{_BORDER}px solid {colour}">'
+        f'<div style="{_TEXT_STYLE};{weight}text-align:center">{title}</div></div>'
+    )
+
+
+def _to_pil(source: Any) -> Image.Image:
+    """Any supported image source as a PIL image (not copied when it already is one)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
+        is_path = isinstance(source, (str, os.PathLike))
+        try:
+            picture = Image.open(source if is_path else io.BytesIO(source))
+            picture.load()
+        except (OSError, UnidentifiedImageError) as exc:
+            what = f"file {os.fspath(source)!r}" if is_path else "bytes"
+            raise InvalidImageError(f"cannot read the {what} as an image: {exc}") from exc
+        return picture
+    if hasattr(source, "__array__"):
+        return _from_array(source)
+    try:
+        picture = getattr(source, "image", None)
+    except ValueError as exc:  # ImageData without bytes (a URL never downloaded)
+        raise InvalidImageError(str(exc)) from exc
+    if isinstance(picture, Image.Image):
+        return picture
+    raise InvalidImageError(
+        f"cannot show a {type(source).__name__} as an image; give a PIL image, numpy array, "
+        "encoded bytes, a file path or an object with an .image attribute."
+    )
+
+
+def _from_array(source: Any) -> Image.Image:
+    import numpy as np
+    from PIL import Image
+
+    array = np.asarray(source)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise InvalidImageError(
+            f"an image array must be HxW, HxWx3 or HxWx4, not shape {array.shape}."
+        )
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        # floats are taken as [0, 1], the convention of scikit-image and matplotlib
+        array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255).round().astype(np.uint8)
+    elif array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
+    """Scale to at most `size` on the long side (never up) and encode once."""
+    from PIL import Image
+
+    picture = image
+    if picture.mode not in ("RGB", "RGBA", "L", "LA"):
+        alpha = "A" in picture.mode or "transparency" in picture.info
+        picture = picture.convert("RGBA" if alpha else "RGB")
+    fmt = requested if requested != "auto" else _auto_format(picture)
+    if fmt != "png" and picture.mode in ("RGBA", "LA"):
+        picture = picture.convert(picture.mode[:-1])
+    scale = min(1.0, size / max(picture.size))
+    target = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    if target != picture.size:
+        picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    data = base64.b64encode(_encode(picture, fmt)).decode("ascii")
+    return _Thumb(picture, f"data:image/{fmt};base64,{data}")
+
+
+def _auto_format(picture: Image.Image) -> str:
+    """PNG for real transparency or few colours (lossy codecs would smear them); JPEG, which
+    every renderer shows, for photos."""
+    if picture.mode in ("RGBA", "LA") and picture.getchannel("A").getextrema()[0] < 255:
+        return "png"
+    # getcolors gives up as soon as it passes the limit, so photos cost next to nothing
+    return "png" if picture.getcolors(_FEW_COLOURS) is not None else "jpeg"
+
+
+def _encode(picture: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        picture.save(buffer, "JPEG", quality=_JPEG_QUALITY, optimize=True)
+    elif fmt == "webp":
+        picture.save(buffer, "WEBP", quality=_WEBP_QUALITY)
+    else:
+        picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _write_new_png(folder: Path, stem: str, image: Image.Image) -> Path:
+    """Write `stem.png`, or `stem-2.png`... if taken; "x" mode makes the check race-free."""
+    for attempt in range(1, 10_000):
+        path = folder / (f"{stem}.png" if attempt == 1 else f"{stem}-{attempt}.png")
+        try:
+            with path.open("xb") as handle:
+                image.save(handle, "PNG")
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free file name for {stem!r} in {folder}")
+
+
+def _draw_sheet(
+    rows: list[tuple[list[str], list[_Cell | None]]], *, label_width: int
+) -> Image.Image:
+    """Tile thumbnails with titles (and optional row labels) on a white sheet."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+    cells = [cell for _, row in rows for cell in row if cell is not None]
+    if not cells:
+        return Image.new("RGB", (1, 1), "white")
+    cell_w = _cell_width(cells)
+    cell_h = max(cell.thumb.height for cell in cells) + 2 * _BORDER + 18
+    per_row = max(len(row) for _, row in rows)
+    left = label_width + (_GAP if label_width else 0)
+    sheet = Image.new(
+        "RGB",
+        (left + per_row * (cell_w + _GAP) + _GAP, len(rows) * (cell_h + _GAP) + _GAP),
+        "white",
+    )
+    draw = ImageDraw.Draw(sheet)
+    for r, (labels, row) in enumerate(rows):
+        top = _GAP + r * (cell_h + _GAP)
+        for k, line in enumerate(labels):
+            draw.text((_GAP, top + k * 15), _fit(draw, line, font, label_width), "black", font)
+        for c, cell in enumerate(row):
+            if cell is None:
+                continue
+            x = left + _GAP + c * (cell_w + _GAP)
+            thumb = cell.thumb
+            if cell.original:
+                draw.rectangle(
+                    (
+                        x,
+                        top,
+                        x + thumb.width + 2 * _BORDER - 1,
+                        top + thumb.height + 2 * _BORDER - 1,
+                    ),
+                    fill=_ORIGINAL_COLOUR,
+                )
+            picture = thumb.image.convert("RGBA")
+            sheet.paste(picture, (x + _BORDER, top + _BORDER), picture)
+            title = _fit(draw, cell.title, font, cell_w)
+            draw.text(
+                (x + cell_w / 2, top + thumb.height + 2 * _BORDER + 3), title, "black", font, "ma"
+            )
+    return sheet
+
+
+def _fit(draw: Any, text: str, font: Any, width: int) -> str:
+    """`text` cut (with an ellipsis) to fit `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"

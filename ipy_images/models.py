@@ -1,0 +1,331 @@
+"""The request and response objects, in the shape of the OpenAI images API.
+
+`ImagesResponse.from_dict` reads an `ImagesResponse` JSON body, keeping unknown fields,
+so `to_dict()` gives the same JSON back. Decoded pictures are reached through `.images`;
+the raw bytes of each result stay in memory so URL results outlive their expiry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .grid import ImageGrid
+    from .sources import PreparedImage
+
+__all__ = ["ImageData", "ImagesResponse", "Usage", "VariationRequest"]
+
+
+@dataclass
+class VariationRequest:
+    """What to ask a backend for; `None` means the backend's own default."""
+
+    n: int = 1
+    size: str | None = None
+    response_format: str = "b64_json"
+    model: str | None = None
+    user: str | None = None
+    prompt: str | None = None
+    seed: int | None = None
+    fit: str = "crop"
+    diversity: float | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    output_compression: int | None = None
+    input_fidelity: str | None = None
+
+    def check_common(self, *, max_n: int = 10_000) -> None:
+        """Checks that hold for every backend; backends check their own enums after."""
+        if isinstance(self.n, bool) or not isinstance(self.n, int):
+            raise InvalidParameterError(f"n must be a whole number, not {self.n!r}.")
+        if not 1 <= self.n <= max_n:
+            raise InvalidParameterError(f"n must be between 1 and {max_n}, not {self.n}.")
+        if self.fit not in ("crop", "pad", "strict"):
+            raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {self.fit!r}.")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise InvalidParameterError(f"seed must be a whole number, not {self.seed!r}.")
+
+    def params(self) -> dict[str, Any]:
+        """The options that were set, for captions and saved metadata."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...], *, backend: str) -> None:
+    """Refuse `value` unless it is one of `choices`, naming them all."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise InvalidParameterError(
+            f"{name}={value!r} is not accepted by the {backend} backend; use one of {listed}."
+        )
+
+
+def refuse_unsupported(request: VariationRequest, names: tuple[str, ...], *, backend: str) -> None:
+    """Refuse options that `backend` would otherwise silently ignore."""
+    given = [name for name in names if getattr(request, name) is not None]
+    if given:
+        raise InvalidParameterError(
+            f"the {backend} backend does not take {', '.join(given)}; "
+            "leave it out or choose another backend."
+        )
+
+
+@dataclass
+class Usage:
+    """Token usage of a GPT image model call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    input_tokens_details: dict[str, int] = field(default_factory=dict)
+    output_tokens_details: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Usage:
+        def count(key: str) -> int:
+            value = raw.get(key)
+            return value if isinstance(value, int) else 0
+
+        def details(key: str) -> dict[str, int]:
+            value = raw.get(key)
+            if not isinstance(value, Mapping):
+                return {}
+            return {k: v for k, v in value.items() if isinstance(v, int)}
+
+        return cls(
+            count("input_tokens"),
+            count("output_tokens"),
+            count("total_tokens"),
+            details("input_tokens_details"),
+            details("output_tokens_details"),
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        def merged(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+            return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+            merged(self.input_tokens_details, other.input_tokens_details),
+            merged(self.output_tokens_details, other.output_tokens_details),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}
+            | self.input_tokens_details,
+        }
+        if self.output_tokens_details:
+            out["output_tokens_details"] = {"text_tokens": 0, "image_tokens": 0} | dict(
+                self.output_tokens_details
+            )
+        return out
+
+
+@dataclass
+class ImageData:
+    """One result image: `b64_json` or `url` as the server sent it, plus its bytes.
+
+    `content` holds the encoded image (decoded base64, or the downloaded URL body), so a
+    URL result stays usable after the URL expires.
+    """
+
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+    content: bytes | None = field(default=None, repr=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ImageData:
+        known = {"b64_json", "url", "revised_prompt"}
+
+        def text(key: str) -> str | None:
+            value = raw.get(key)
+            return value if isinstance(value, str) else None
+
+        item = cls(
+            b64_json=text("b64_json"),
+            url=text("url"),
+            revised_prompt=text("revised_prompt"),
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+        if item.b64_json is not None:
+            try:
+                item.content = base64.b64decode(item.b64_json, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError("b64_json is not valid base64") from exc
+        return item
+
+    @property
+    def image(self) -> Image.Image:
+        """The decoded picture (full resolution)."""
+        from PIL import Image
+
+        if self.content is None:
+            raise ValueError("this result holds no image bytes (a URL that was not downloaded)")
+        picture = Image.open(io.BytesIO(self.content))
+        picture.load()
+        return picture
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.extra)
+        for key in ("b64_json", "url", "revised_prompt"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+_RESPONSE_FIELDS = ("background", "output_format", "quality", "size")
+
+
+@dataclass
+class ImagesResponse:
+    """The answer to a variation request, in OpenAI's `ImagesResponse` shape.
+
+    Besides the JSON fields it remembers where it came from: `backend`, `request` and
+    `source` (the prepared input), used by its grid and by `save`.
+    """
+
+    created: int
+    data: list[ImageData] = field(default_factory=list)
+    usage: Usage | None = None
+    background: str | None = None
+    output_format: str | None = None
+    quality: str | None = None
+    size: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    backend: str | None = field(default=None, compare=False)
+    request: VariationRequest | None = field(default=None, repr=False, compare=False)
+    source: PreparedImage | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(
+        cls,
+        raw: Mapping[str, Any],
+        *,
+        backend: str | None = None,
+        request: VariationRequest | None = None,
+        source: PreparedImage | None = None,
+    ) -> ImagesResponse:
+        """Parse a JSON body; unknown fields are kept, nulls read as absent.
+
+        Raises ValueError when the body is not an ImagesResponse at all.
+        """
+        if not isinstance(raw, Mapping):
+            raise ValueError("the response body is not a JSON object")
+        created = raw.get("created")
+        if isinstance(created, bool) or not isinstance(created, int):
+            created = int(time.time())
+        items = raw.get("data") or []
+        if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+            raise ValueError("'data' is not a list of image objects")
+        usage = raw.get("usage")
+        known = {"created", "data", "usage", *_RESPONSE_FIELDS}
+        return cls(
+            created=created,
+            data=[ImageData.from_dict(item) for item in items],
+            usage=Usage.from_dict(usage) if isinstance(usage, Mapping) else None,
+            **{k: raw[k] if isinstance(raw.get(k), str) else None for k in _RESPONSE_FIELDS},
+            extra={k: v for k, v in raw.items() if k not in known},
+            backend=backend,
+            request=request,
+            source=source,
+        )
+
+    @classmethod
+    def merge(cls, parts: list[ImagesResponse]) -> ImagesResponse:
+        """One response from the answers of a fan-out, in the order given."""
+        first = parts[0]
+        usages = [p.usage for p in parts if p.usage is not None]
+        usage = None
+        for u in usages:
+            usage = u if usage is None else usage + u
+        return dataclasses.replace(
+            first,
+            created=min(p.created for p in parts),
+            data=[item for p in parts for item in p.data],
+            usage=usage,
+        )
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """Every result decoded to a PIL image, at full resolution."""
+        return [item.image for item in self.data]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of this response, in the `ImagesResponse` shape."""
+        out: dict[str, Any] = {"created": self.created, **self.extra}
+        for key in _RESPONSE_FIELDS:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out["data"] = [item.to_dict() for item in self.data]
+        if self.usage is not None:
+            out["usage"] = self.usage.to_dict()
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """Where these images came from: parameters, creation time, backend, source hash."""
+        return {
+            "created": self.created,
+            "backend": self.backend,
+            "params": self.request.params() if self.request else {},
+            "source": {"name": self.source.name, "sha256": self.source.sha256}
+            if self.source
+            else None,
+            "usage": self.usage.to_dict() if self.usage else None,
+            "revised_prompts": [d.revised_prompt for d in self.data if d.revised_prompt],
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write every image as PNG plus `metadata.json` into a new run folder.
+
+        Each call makes a fresh `run-NNN` folder inside `directory`, so earlier runs are
+        never overwritten; files are written to a temporary folder first and renamed into
+        place, so an interrupted save leaves nothing half-written. Returns the run folder.
+        """
+        from ._files import new_run_directory, write_run
+
+        images = self.images
+        files = {f"variation-{i + 1:02d}.png": _png_bytes(img) for i, img in enumerate(images)}
+        if self.source is not None:
+            files["original.png"] = self.source.png
+        files["metadata.json"] = json.dumps(self.metadata(), indent=2).encode()
+        return write_run(new_run_directory(Path(directory)), files)
+
+    def to_grid(self, **options: Any) -> ImageGrid:
+        """An `ImageGrid` of the original followed by the variations."""
+        from .grid import ImageGrid
+
+        return ImageGrid.from_response(self, **options)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return self.to_grid()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
