@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from ._samples import sample_image
     from .client import AsyncVariationClient, VariationClient, acreate_variation, create_variation
-    from .grid import ImageGrid
+    from .grid import ComparisonGrid, ImageGrid
     from .models import ImageData, ImagesResponse, Usage, VariationRequest
     from .sources import PreparedImage, load_image, prepare_image
     from .widget import VariationForm
@@ -46,6 +46,7 @@ _LAZY = {
     "VariationClient": ".client",
     "acreate_variation": ".client",
     "create_variation": ".client",
+    "ComparisonGrid": ".grid",
     "ImageGrid": ".grid",
     "ImageData": ".models",
     "ImagesResponse": ".models",

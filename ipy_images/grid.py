@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,7 +63,7 @@ class _Cell:
 class ImageGrid:
     """Images side by side, the original (if any) first with a coloured border.
 
-    Accepts PIL images, numpy arrays (uint8, or floats in [0, 1]), encoded bytes, file paths
+    Accepts anything `sources.load_image` reads (PIL images, numpy arrays, bytes, paths, URLs)
     and anything with a PIL `.image` attribute (`ImageData`, `PreparedImage`). Full-resolution
     images stay in memory: `grid.images`, `grid[i]`, `len(grid)` and iteration cover the
     variations; `grid.original` is kept apart.
@@ -106,10 +105,10 @@ class ImageGrid:
             self.caption_parts: list[str] = []
         else:
             self.caption_parts = [caption] if isinstance(caption, str) else list(caption)
+        self._cells: list[_Cell] = []
         self._original: _Cell | None = None
         if original is not None:
             self._original = self._cell(original, original_title, original=True)
-        self._cells: list[_Cell] = []
         images = list(images)
         if titles is not None and len(titles) != len(images):
             raise InvalidParameterError(
@@ -276,9 +275,16 @@ class ComparisonGrid:
     def _row_cells(self, grid: ImageGrid) -> list[_Cell | None]:
         return [grid._original, *grid._cells]
 
+    def _row_caption(self, label: str, grid: ImageGrid) -> list[str]:
+        # a row labelled by its source name need not repeat it in the caption
+        return [part for part in grid.caption_parts if part != f"source {label}"]
+
     def contact_sheet(self) -> Image.Image:
         """The comparison on one picture, for places without HTML."""
-        rows = [([label, *grid.caption_parts], self._row_cells(grid)) for label, grid in self.rows]
+        rows = [
+            ([label, *self._row_caption(label, grid)], self._row_cells(grid))
+            for label, grid in self.rows
+        ]
         return _draw_sheet(rows, label_width=_LABEL_WIDTH)
 
     def to_html(self) -> str:
@@ -289,7 +295,7 @@ class ComparisonGrid:
         blank = f'<div style="flex:none;width:{width}px"></div>'
         lines = []
         for label, grid in self.rows:
-            caption = "<br>".join(html.escape(part) for part in grid.caption_parts)
+            caption = "<br>".join(html.escape(part) for part in self._row_caption(label, grid))
             head = (
                 f'<div style="flex:none;width:{_LABEL_WIDTH}px">'
                 f'<div style="font-weight:bold;font-size:13px;overflow-wrap:anywhere">'
@@ -400,54 +406,19 @@ def _cell_html(cell: _Cell, width: int) -> str:
 
 def _to_pil(source: Any) -> Image.Image:
     """Any supported image source as a PIL image (not copied when it already is one)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from .sources import load_image
 
     if isinstance(source, Image.Image):
         return source
-    if isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
-        is_path = isinstance(source, (str, os.PathLike))
-        try:
-            picture = Image.open(source if is_path else io.BytesIO(source))
-            picture.load()
-        except (OSError, UnidentifiedImageError) as exc:
-            what = f"file {os.fspath(source)!r}" if is_path else "bytes"
-            raise InvalidImageError(f"cannot read the {what} as an image: {exc}") from exc
-        return picture
-    if hasattr(source, "__array__"):
-        return _from_array(source)
     try:
         picture = getattr(source, "image", None)
     except ValueError as exc:  # ImageData without bytes (a URL never downloaded)
         raise InvalidImageError(str(exc)) from exc
     if isinstance(picture, Image.Image):
         return picture
-    raise InvalidImageError(
-        f"cannot show a {type(source).__name__} as an image; give a PIL image, numpy array, "
-        "encoded bytes, a file path or an object with an .image attribute."
-    )
-
-
-def _from_array(source: Any) -> Image.Image:
-    import numpy as np
-    from PIL import Image
-
-    array = np.asarray(source)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise InvalidImageError(
-            f"an image array must be HxW, HxWx3 or HxWx4, not shape {array.shape}."
-        )
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    elif np.issubdtype(array.dtype, np.floating):
-        # floats are taken as [0, 1], the convention of scikit-image and matplotlib
-        array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255).round().astype(np.uint8)
-    elif array.dtype == np.uint16:
-        array = (array >> 8).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(array))
+    return load_image(source)[0]
 
 
 def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:

@@ -24,7 +24,9 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "spec" / "images-variations.schema.json"
+SCHEMA_PATH = (
+    Path(__file__).resolve().parents[2] / "shared" / "spec" / "images-variations.schema.json"
+)
 _ROOT_URI = "urn:openai-images"
 
 EDITS_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")

@@ -17,6 +17,7 @@ _NOT_IN_CONTRACT = (
     "output_compression",
     "input_fidelity",
     "diversity",
+    "seed",  # the contract has no seed; servers refuse unknown fields
 )
 
 

@@ -1,8 +1,8 @@
 """Image and patch primitives of the engine: resizing, patch extraction, patch voting.
 
 Images are float32 arrays of shape (height, width, 3) with values in [0, 1]. A patch is
-named by its top-left pixel; a nearest-neighbour field (NNF) maps each output patch origin
-to a source patch origin, stored as flat indices ``y * width + x`` into the source image.
+named by its top-left pixel; a nearest-neighbour field (NNF) gives, for each output patch,
+the row-major index of a source patch among all the source's patch origins.
 """
 
 from __future__ import annotations
@@ -38,18 +38,19 @@ def vote(
 ) -> np.ndarray:
     """Average of the source patches the NNF picks, each pasted at its output origin.
 
-    ``nnf`` holds, for each origin of the output patch grid ``grid`` (rows, cols), the flat
-    origin of a patch in a source image of ``source.shape[0] // scale`` rows and columns.
+    ``nnf`` holds, for each origin of the output patch grid ``grid`` (rows, cols), the index
+    of a patch of a source image ``scale`` times smaller than ``source``, counted row-major
+    over that image's patch origins.
     With ``scale`` > 1 the field found at low resolution is applied to a ``scale`` times
     larger ``source``: each patch becomes a ``patch * scale`` block copied from the matching
     place, so the result is sharp at the larger size (NNF upsampling) instead of blurred.
     """
     rows, cols = grid
     src_h, src_w = source.shape[0], source.shape[1]
-    low_w = src_w // scale
+    key_cols = src_w // scale - patch + 1
     out_h, out_w = (rows + patch - 1) * scale, (cols + patch - 1) * scale
     flat = source.reshape(-1, source.shape[2])
-    sy, sx = np.divmod(nnf.reshape(rows, cols).astype(np.int64), low_w)
+    sy, sx = np.divmod(nnf.reshape(rows, cols).astype(np.int64), key_cols)
     # Offset of each pixel inside its scale x scale block, as a flat index into `source`.
     by, bx = np.divmod(np.arange(scale * scale), scale)
     block = (by * src_w + bx).reshape(scale, scale)

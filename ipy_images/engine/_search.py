@@ -82,7 +82,7 @@ def _train(keys: np.ndarray) -> tuple[faiss.PCAMatrix, faiss.IndexFlatL2]:
     pca.train(sample)
     projected = pca.apply(sample)
     lists = int(2 * math.sqrt(len(keys)))
-    kmeans = faiss.Kmeans(PCA_DIMS, lists, niter=8, seed=1, max_points_per_centroid=64)
+    kmeans = faiss.Kmeans(PCA_DIMS, lists, niter=8, seed=1, max_points_per_centroid=64, min_points_per_centroid=8)
     kmeans.train(projected)
     quantizer = faiss.IndexFlatL2(PCA_DIMS)
     quantizer.add(kmeans.centroids)

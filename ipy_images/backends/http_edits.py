@@ -1,0 +1,175 @@
+"""`POST /images/edits` with a GPT image model and a prompt: variations from OpenAI today.
+
+OpenAI retired DALL-E 2 and its variations endpoint; a GPT image model asked to vary the
+picture is its replacement. Any aspect ratio goes in (no square crop), `b64_json` comes
+back with `usage`. GPT image model names are checked against their documented options
+before anything is sent; other model names (gateways, self-hosted servers) get only the
+checks every edits request needs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from ..errors import InvalidImageError, InvalidParameterError
+from ..models import VariationRequest, check_choice, refuse_unsupported
+from ..sources import PreparedImage
+from ._http import HTTPBackend
+
+DEFAULT_MODEL = "gpt-image-2"
+DEFAULT_PROMPT = (
+    "Create a variation of this image: keep the same subject, composition style, colour "
+    "palette and medium, but change the arrangement and details, as if it were another "
+    "photo or picture from the same series."
+)
+MAX_PROMPT_CHARS = 32_000
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
+QUALITIES = ("low", "medium", "high", "auto")
+BACKGROUNDS = ("transparent", "opaque", "auto")
+OUTPUT_FORMATS = ("png", "webp", "jpeg")
+INPUT_FIDELITIES = ("low", "high")
+_GPT_IMAGE_CHOICES = {
+    "size": SIZES,
+    "quality": QUALITIES,
+    "background": BACKGROUNDS,
+    "output_format": OUTPUT_FORMATS,
+    "input_fidelity": INPUT_FIDELITIES,
+}
+_GPT_IMAGE_PREFIXES = ("gpt-image", "chatgpt-image")
+_NO_FIDELITY_PREFIX = "gpt-image-1-mini"  # documented as not taking input_fidelity
+_SIZE_PATTERN = re.compile(r"[1-9][0-9]*x[1-9][0-9]*")
+_OPTIONAL_FIELDS = (
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "input_fidelity",
+    "user",
+)
+_NOT_IN_CONTRACT = ("seed", "diversity")
+
+
+class EditsBackend(HTTPBackend):
+    """Variations by a GPT image model: the picture plus a prompt asking for a variation."""
+
+    name: ClassVar[str] = "edits"
+    endpoint = "images/edits"
+    default_size: ClassVar[str] = "auto"  # the model matches the input's aspect ratio
+    needs_square: ClassVar[bool] = False
+    max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
+
+    def validate(self, request: VariationRequest) -> None:
+        """Check the request, and fill in the default model and prompt.
+
+        The defaults are written into the request, so the response, its grid caption and
+        the saved metadata record what was actually sent.
+        """
+        request.check_common()
+        request.model = request.model or DEFAULT_MODEL
+        if request.prompt is None:
+            request.prompt = DEFAULT_PROMPT
+        if request.model.startswith("dall-e"):
+            raise InvalidParameterError(
+                f"model={request.model!r} does not work with the edits backend; OpenAI "
+                f"retired DALL-E 2. Use a GPT image model (the default is {DEFAULT_MODEL!r}), "
+                "or backend='variations' for a server that still speaks the DALL-E 2 contract."
+            )
+        if request.response_format != "b64_json":
+            raise InvalidParameterError(
+                f"response_format={request.response_format!r}: GPT image models return images "
+                "inline (b64_json) only; use 'b64_json' (the default). The images stay in "
+                "the response, and response.save(directory) writes them to disk."
+            )
+        refuse_unsupported(request, _NOT_IN_CONTRACT, backend=self.name)
+        if request.model.startswith(_GPT_IMAGE_PREFIXES):
+            _check_gpt_image(request)
+        else:
+            _check_basic(request)
+
+    def prepare(self, source: Any, request: VariationRequest) -> PreparedImage:
+        image = super().prepare(source, request)
+        # A PreparedImage given as the source is passed through unshrunk, so check it here.
+        if len(image.png) > self.max_upload_bytes:
+            raise InvalidImageError(
+                f"{image.name} is {len(image.png) / 2**20:.1f} MB as PNG; the edits endpoint "
+                f"takes at most {self.max_upload_bytes // 2**20} MB. Pass the picture itself "
+                "(not a PreparedImage) so it is downscaled to fit."
+            )
+        return image
+
+    def form_fields(self, request: VariationRequest, n: int) -> dict[str, str]:
+        # response_format is never sent: GPT image models refuse it for anything but b64_json.
+        fields = {
+            "model": str(request.model),
+            "prompt": str(request.prompt),
+            "n": str(n),
+            "size": str(request.size),
+        }
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(request, name)
+            if value is not None:
+                fields[name] = str(value)
+        return fields
+
+    def expected_size(self, request: VariationRequest) -> tuple[int, int] | None:
+        if request.size == "auto":
+            return None
+        width, height = str(request.size).split("x")
+        return int(width), int(height)
+
+
+def _check_basic(request: VariationRequest) -> None:
+    """The checks that hold for any model behind an edits endpoint."""
+    prompt = request.prompt
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidParameterError(
+            "prompt must be a non-empty text; leave it out to use the default, which asks "
+            "for a variation that keeps the subject, style and palette."
+        )
+    size = request.size
+    if size != "auto" and not (isinstance(size, str) and _SIZE_PATTERN.fullmatch(size)):
+        raise InvalidParameterError(
+            f"size={size!r} is not a size; use 'auto' or WIDTHxHEIGHT such as '1024x1024'."
+        )
+    compression = request.output_compression
+    if compression is not None and (
+        isinstance(compression, bool)
+        or not isinstance(compression, int)
+        or not 0 <= compression <= 100
+    ):
+        raise InvalidParameterError(
+            f"output_compression must be a whole number from 0 to 100, not {compression!r}."
+        )
+
+
+def _check_gpt_image(request: VariationRequest) -> None:
+    """The documented options of the GPT image models, and how they combine."""
+    _check_basic(request)
+    model = str(request.model)
+    if len(str(request.prompt)) > MAX_PROMPT_CHARS:
+        raise InvalidParameterError(
+            f"the prompt is {len(str(request.prompt)):,} characters; {model} takes at most "
+            f"{MAX_PROMPT_CHARS:,}."
+        )
+    for name, choices in _GPT_IMAGE_CHOICES.items():
+        value = getattr(request, name)
+        if value is not None:
+            check_choice(name, value, choices, backend=f"{model} model on the edits")
+    output_format = request.output_format or "png"
+    if request.output_compression is not None and output_format == "png":
+        raise InvalidParameterError(
+            "output_compression applies to output_format 'webp' or 'jpeg' only; PNG is "
+            "lossless. Set output_format='webp' or 'jpeg', or leave output_compression out."
+        )
+    if request.background == "transparent" and output_format == "jpeg":
+        raise InvalidParameterError(
+            "background='transparent' needs an output format with transparency: use "
+            "output_format='png' or 'webp' (JPEG has no alpha channel)."
+        )
+    if request.input_fidelity is not None and model.startswith(_NO_FIDELITY_PREFIX):
+        raise InvalidParameterError(
+            f"{model} does not take input_fidelity; leave it out, or use {DEFAULT_MODEL!r}."
+        )

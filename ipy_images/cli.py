@@ -1,0 +1,319 @@
+"""The `ipy-images` command: `create-variation`, `serve` and `demo`.
+
+`create-variation` takes the flags of `openai images create-variation` (so what people
+already type works) plus our own, and prints the `ImagesResponse` JSON on stdout. Errors
+are one line on stderr: exit status 2 for usage errors (bad flags, unreadable image,
+options a backend refuses), 1 for API errors, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .backends import BACKENDS
+from .errors import APIError, InvalidImageError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from .models import ImageData, ImagesResponse
+
+__all__ = ["main"]
+
+PROG = "ipy-images"
+SERVER_KEY_ENV = "IPY_IMAGES_SERVER_API_KEY"
+DEMO_SAMPLES = ("coffee", "astronaut")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)  # usage errors exit with status 2 here
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args))
+    except (InvalidImageError, InvalidParameterError) as exc:
+        return _fail(exc, 2)
+    except (APIError, OSError) as exc:
+        return _fail(exc, 1)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(error: BaseException, status: int) -> int:
+    text = " ".join(str(error).split()) or type(error).__name__
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+    return status
+
+
+def _warn(text: str) -> None:
+    print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Image variations: one picture in, new pictures that keep its subject "
+        "and style out. Offline by default (the local engine needs no API key).",
+        epilog=f"Start with '{PROG} demo'. Run '{PROG} COMMAND --help' for a command's options.",
+    )
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    _add_create_variation(commands)
+    _add_serve(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_create_variation(commands: Any) -> None:
+    sub = commands.add_parser(
+        "create-variation",
+        help="make variations of one image and print the ImagesResponse JSON",
+        description="Make variations of one image and print the ImagesResponse JSON on "
+        "stdout. Takes the flags of 'openai images create-variation'. The backend is "
+        "--backend, else IPY_IMAGES_BACKEND, else 'local' (this machine, no key) unless "
+        "OPENAI_BASE_URL or OPENAI_API_KEY is set.",
+        epilog=f"example: {PROG} create-variation --image cat.png --n 2 --size 256x256 "
+        "--output-dir out/",
+    )
+    sub.add_argument("-I", "--image", required=True, help="the image: a path or http(s) URL")
+    sub.add_argument("-m", "--model", help="model name (local: gpnn; legacy servers: dall-e-2)")
+    sub.add_argument(
+        "-n", "--n", "--num-images", dest="n", type=int, default=1, help="how many (default 1)"
+    )
+    sub.add_argument(
+        "--response-format",
+        choices=("url", "b64_json"),
+        help="how the server returns images (default b64_json; url results are downloaded)",
+    )
+    sub.add_argument(
+        "-s", "--size", help="256x256, 512x512 or 1024x1024 (default: the backend's own)"
+    )
+    sub.add_argument("--user", help="an end-user identifier passed to the server")
+    sub.add_argument(
+        "--api-key",
+        help="API key; prefer the OPENAI_API_KEY environment variable (keys typed on the "
+        "command line stay in your shell history)",
+    )
+    sub.add_argument("--backend", choices=BACKENDS, help="local, variations or edits")
+    sub.add_argument(
+        "--base-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1"
+    )
+    sub.add_argument("--prompt", help="what to keep or change (edits backend only)")
+    sub.add_argument("--seed", type=int, help="makes the local engine reproducible")
+    sub.add_argument(
+        "-o", "--output-dir", help="also write the PNGs and metadata.json into a new run folder"
+    )
+    sub.set_defaults(run=_create_variation)
+
+
+def _add_serve(commands: Any) -> None:
+    sub = commands.add_parser(
+        "serve",
+        help="run an OpenAI-compatible images server over the local engine",
+        description="Serve POST /v1/images/variations (the legacy OpenAI contract) from the "
+        "local engine, so any OpenAI client, in any language, gets variations from this "
+        "machine: point it at the printed base URL (OPENAI_BASE_URL). Stop with Ctrl-C.",
+    )
+    sub.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 "
+        "for the whole network, then also set an API key)",
+    )
+    sub.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
+    )
+    sub.add_argument(
+        "--api-key",
+        default=os.environ.get(SERVER_KEY_ENV) or None,
+        help=f"require 'Authorization: Bearer KEY' from clients (default: ${SERVER_KEY_ENV}; "
+        "the environment variable keeps it out of your shell history)",
+    )
+    sub.add_argument(
+        "--workers",
+        type=_positive,
+        default=2,
+        help="generations running at once (default 2; one process, sharing the cores)",
+    )
+    sub.add_argument(
+        "--queue",
+        type=_non_negative,
+        default=8,
+        help="requests that may wait for a worker; beyond them clients get 429 (default 8)",
+    )
+    sub.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+        help="server log detail (default info: one line per request, never headers)",
+    )
+    sub.set_defaults(run=_serve)
+
+
+def _add_demo(commands: Any) -> None:
+    sub = commands.add_parser(
+        "demo",
+        help="vary the bundled sample photos offline and write a page showing them",
+        description="Make variations of the bundled sample photos (coffee, astronaut) with "
+        "the local engine, offline and with no API key; write them as PNGs plus an "
+        "index.html page that shows each original beside its variations.",
+    )
+    sub.add_argument(
+        "-o",
+        "--output-dir",
+        default="ipy-images-demo",
+        help="where to write (default ./ipy-images-demo)",
+    )
+    sub.add_argument("-n", "--n", type=_positive, default=4, help="variations per photo (4)")
+    sub.add_argument(
+        "-s",
+        "--size",
+        default="256x256",
+        choices=("256x256", "512x512", "1024x1024"),
+        help="size of each variation (default 256x256, the fastest)",
+    )
+    sub.add_argument("--seed", type=int, default=7, help="same seed, same pictures (default 7)")
+    sub.set_defaults(run=_demo)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _create_variation(args: argparse.Namespace) -> int:
+    from .client import create_variation
+
+    if args.api_key:
+        _warn("a key on the command line stays in your shell history; prefer OPENAI_API_KEY.")
+    given = {
+        "backend": args.backend,
+        "api_key": args.api_key,
+        "base_url": args.base_url,
+        "model": args.model,
+        "response_format": args.response_format,
+        "size": args.size,
+        "user": args.user,
+        "prompt": args.prompt,
+        "seed": args.seed,
+    }
+    options = {name: value for name, value in given.items() if value is not None}
+    response = create_variation(args.image, n=args.n, on_image=_progress(args.n), **options)
+    print(json.dumps(response.to_dict(), indent=2))
+    if args.output_dir:
+        folder = response.save(args.output_dir)
+        print(f"{PROG}: wrote {len(response.data)} images to {folder}", file=sys.stderr)
+    return 0
+
+
+def _progress(total: int, label: str = "") -> Callable[[int, ImageData], None] | None:
+    """Reports each image as it arrives, on a terminal only: runs can take a minute."""
+    if not sys.stderr.isatty():
+        return None
+    done = 0
+
+    def report(index: int, data: ImageData) -> None:
+        nonlocal done
+        done += 1
+        print(f"{PROG}: {label}image {done} of {total} ready", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    if args.api_key and os.environ.get(SERVER_KEY_ENV) != args.api_key:
+        _warn(f"a key on the command line stays in your shell history; prefer ${SERVER_KEY_ENV}.")
+    serve(
+        args.host,
+        args.port,
+        args.api_key,
+        max_concurrent=args.workers,
+        max_queue=args.queue,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import sample_image
+    from ._sync import run_sync
+    from .client import AsyncVariationClient
+    from .grid import ImageGrid
+
+    started = time.perf_counter()
+
+    async def run() -> list[ImagesResponse]:
+        async with AsyncVariationClient(backend="local") as client:
+            return list(
+                await asyncio.gather(
+                    *(
+                        client.create_variation(
+                            sample_image(name),
+                            n=args.n,
+                            size=args.size,
+                            seed=args.seed,
+                            on_image=_progress(args.n, f"{name} "),
+                        )
+                        for name in DEMO_SAMPLES
+                    )
+                )
+            )
+
+    responses = run_sync(run())
+    out = Path(args.output_dir)
+    folders = [r.save(out / name) for name, r in zip(DEMO_SAMPLES, responses, strict=True)]
+    page = out / "index.html"
+    grid = ImageGrid.compare(list(zip(DEMO_SAMPLES, responses, strict=True)))
+    _write_atomically(page, _html_page(grid.to_html(), args))
+    seconds = time.perf_counter() - started
+    print(
+        f"{PROG} demo: {len(DEMO_SAMPLES)} photos x {args.n} variations "
+        f"({args.size}, seed {args.seed}) in {seconds:.1f} s, on this machine"
+    )
+    for name, folder in zip(DEMO_SAMPLES, folders, strict=True):
+        print(f"  {name:<10} {folder}")
+    print(f"  open {page} in a browser to see each original beside its variations")
+    return 0
+
+
+def _html_page(body: str, args: argparse.Namespace) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        "<title>ipy-images demo</title></head>\n"
+        '<body style="font-family:system-ui,sans-serif;margin:24px">\n'
+        '<h1 style="font-size:20px">ipy-images demo</h1>\n'
+        f"<p>{args.n} variations of each sample photo, {args.size}, seed {args.seed}, "
+        "made offline by the local engine. The original is outlined.</p>\n"
+        f"{body}\n</body>\n</html>\n"
+    )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,535 @@
+"""`VariationForm`: make variations by clicking instead of typing.
+
+    >>> import ipy_images as ii
+    >>> form = ii.VariationForm()     # or `%variation_form` after `%load_ext ipy_images`
+    >>> form                          # choose an image, click Generate
+    >>> form.result                   # the last ImagesResponse; form.results holds every run
+
+Every run happens on the shared background event loop (`ipy_images._sync`), so the kernel
+keeps running other cells while images arrive. All widget updates of a run are made from
+that loop's single thread; the click handler only snapshots the form and schedules the run.
+Results are shown in `HTML` widgets (no `Output` widget: its capture context is lost in
+callbacks). Settings default to those of the `%%variation` magic. The API key is read from
+the environment when a run starts and is never stored in the widget, so it cannot end up
+in a saved notebook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import html
+import os
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import ipywidgets as widgets
+
+from ._sync import background_loop
+from .client import AsyncVariationClient
+from .errors import APIError, InvalidParameterError, IpyImagesError
+from .grid import ImageGrid
+from .models import ImageData, ImagesResponse, VariationRequest
+from .sources import PreparedImage
+
+__all__ = ["MAX_UPLOAD_BYTES", "VariationForm"]
+
+# Jupyter's websocket refuses messages over 10 MiB (tornado's default), and a FileUpload sends
+# the whole file in one comm message, so bigger files are dropped by the frontend silently.
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+UPLOAD_HINT = "Uploads up to 8 MB; for a larger file, type its path instead."
+SETTINGS = (
+    "backend",
+    "n",
+    "size",
+    "model",
+    "base_url",
+    "response_format",
+    "thumb_size",
+    "timeout",
+    "api_key_env",
+)
+_PREVIEW_SIZE = 160
+_ERROR_COLOUR = "#d32f2f"
+_QUIET = "opacity:0.75"
+_LABEL_WIDTH = "90px"
+
+
+def magic_settings() -> dict[str, Any]:
+    """The settings of the `%%variation` magic: the registered instance's, else its defaults."""
+    from IPython import get_ipython
+
+    from .magics import VariationMagics
+
+    shell = get_ipython()
+    registered = shell.magics_manager.registry.get("VariationMagics") if shell else None
+    if registered is not None:
+        return {name: getattr(registered, name) for name in SETTINGS}
+    traits = VariationMagics.class_traits()
+    return {name: traits[name].default() for name in SETTINGS}
+
+
+def _sizes(backend: str | None) -> tuple[str, ...]:
+    """The sizes `backend` takes; every size any backend takes when it is chosen later."""
+    from .backends import http_edits, local
+
+    if backend == "edits":
+        return http_edits.SIZES
+    if backend in ("local", "variations"):
+        return local.SIZES
+    return tuple(dict.fromkeys(local.SIZES + http_edits.SIZES))
+
+
+def _parse_seed(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidParameterError(
+            f"seed must be a whole number, or empty for a random one; not {text!r}."
+        ) from None
+
+
+def _line(text: str, *, error: bool = False) -> str:
+    style = f"color:{_ERROR_COLOUR};font-weight:bold" if error else _QUIET
+    return f'<div style="{style};line-height:1.4">{html.escape(text)}</div>'
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    """What the form said when Generate was clicked; the run never reads widgets."""
+
+    source: Any
+    source_token: int
+    client: dict[str, Any]
+    options: dict[str, Any]
+    seed_text: str
+    run_number: int
+
+
+class _RunRow:
+    """One run in the history: a heading and a grid that fills in as images arrive."""
+
+    def __init__(
+        self,
+        number: int,
+        prepared: PreparedImage,
+        request: VariationRequest,
+        backend: str,
+        thumb_size: int,
+    ) -> None:
+        self.number = number
+        self.started = time.monotonic()
+        self.total = request.n
+        self.grid = ImageGrid(
+            original=prepared.image,
+            thumb_size=thumb_size,
+            caption=[
+                f"source {prepared.name}",
+                f"backend {backend}",
+                *([f"model {request.model}"] if request.model else []),
+                f"size {request.size}",
+                *([f"seed {request.seed}"] if request.seed is not None else []),
+            ],
+        )
+        self.widget = widgets.HTML()
+        self.render("generating…")
+
+    def add(self, index: int, data: ImageData) -> None:
+        self.grid.append(data.image, f"#{index + 1}")
+        self.render("generating…")
+
+    def render(self, state: str) -> None:
+        heading = f"Run {self.number} · {len(self.grid)} of {self.total} images · {state}"
+        self.widget.value = (
+            '<div style="border-top:1px solid rgba(128,128,128,0.4);padding-top:6px">'
+            f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(heading)}</div>'
+            f"{self.grid.to_html()}</div>"
+        )
+
+    def finish(self, response: ImagesResponse | None, state: str) -> None:
+        """Show the final state; a response is redrawn in index order with its full caption
+        (created time, tokens), since images may arrive out of order."""
+        if response is not None:
+            self.grid = response.to_grid(thumb_size=self.grid.thumb_size)
+        self.render(f"{state} in {time.monotonic() - self.started:.1f} s")
+
+
+class VariationForm(widgets.VBox):
+    """A form that makes image variations: pick an image, set the options, click Generate.
+
+    Keyword arguments override the settings taken from the `%%variation` magic: `backend`
+    (None chooses from the environment), `n`, `size`, `model`, `base_url`,
+    `response_format`, `thumb_size`, `timeout`, `api_key_env` (the environment variable
+    holding the key), and `seed`.
+
+    Attributes:
+        result: the last `ImagesResponse` (None before the first run).
+        results: every response since the last Clear, oldest first.
+        future: a `concurrent.futures.Future` of the latest run; its result is the response.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        seed = settings.pop("seed", None)
+        unknown = set(settings) - set(SETTINGS)
+        if unknown:
+            raise TypeError(f"VariationForm() got unknown settings: {', '.join(sorted(unknown))}")
+        self.settings: dict[str, Any] = {**magic_settings(), **settings}
+        self.future: concurrent.futures.Future[ImagesResponse] | None = None
+        self._results: list[ImagesResponse] = []
+        self._task: asyncio.Task[ImagesResponse] | None = None
+        self._source_token = 0
+        self._prepared: tuple[int, str, PreparedImage] | None = None
+        self._runs = 0
+        wide = {"description_width": _LABEL_WIDTH}
+
+        self.upload = widgets.FileUpload(
+            accept="image/*",
+            multiple=False,
+            description="Upload image",
+            tooltip=UPLOAD_HINT,
+            layout=widgets.Layout(width="150px"),
+        )
+        self.source_text = widgets.Text(
+            description="or path/URL",
+            placeholder="notebooks/data/coffee.png or https://…/cat.png, then Enter",
+            continuous_update=False,
+            style=wide,
+            layout=widgets.Layout(flex="1 1 auto", min_width="300px"),
+        )
+        self.upload_hint = widgets.HTML(_line(UPLOAD_HINT))
+        self.preview = widgets.HTML(
+            _line("No image yet."), layout=widgets.Layout(width=f"{_PREVIEW_SIZE + 40}px")
+        )
+        self.backend = widgets.Dropdown(
+            description="backend",
+            options=[("auto", None), "local", "variations", "edits"],
+            value=self.settings["backend"],
+            style=wide,
+        )
+        self.n = widgets.BoundedIntText(
+            value=self.settings["n"], min=1, max=100, description="n", style=wide
+        )
+        self.size = widgets.Dropdown(description="size", style=wide)
+        self.model = widgets.Text(
+            value=self.settings["model"] or "",
+            description="model",
+            placeholder="backend default",
+            style=wide,
+        )
+        self.response_format = widgets.Dropdown(
+            description="format",
+            options=["b64_json", "url"],
+            value=self.settings["response_format"],
+            style=wide,
+        )
+        self.seed = widgets.Text(
+            value="" if seed is None else str(seed),
+            description="seed",
+            placeholder="random",
+            style=wide,
+        )
+        self.base_url = widgets.Text(
+            value=self.settings["base_url"] or "",
+            description="server",
+            placeholder="OPENAI_BASE_URL, else OpenAI",
+            style=wide,
+        )
+        self.generate_button = widgets.Button(
+            description="Generate", button_style="primary", icon="play"
+        )
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="0 images", style={"description_width": "70px"}
+        )
+        self.status = widgets.HTML(_line("Choose an image, then click Generate."))
+        self.clear_button = widgets.Button(description="Clear history", icon="trash")
+        self.history = widgets.VBox()
+
+        self._sync_backend_fields()
+        if self.settings["size"] in self.size.options:
+            self.size.value = self.settings["size"]
+        self.upload.observe(self._on_upload, names="value")
+        self.source_text.observe(self._on_source_text, names="value")
+        self.backend.observe(self._on_backend, names="value")
+        self.generate_button.on_click(lambda _: self.generate())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.clear_button.on_click(lambda _: self.clear())
+
+        settings_box = widgets.VBox(
+            [
+                widgets.HBox([self.n, self.size]),
+                widgets.HBox([self.backend, self.response_format]),
+                widgets.HBox([self.model, self.seed]),
+                self.base_url,
+            ]
+        )
+        super().__init__(
+            [
+                widgets.HBox([self.upload, self.source_text]),
+                self.upload_hint,
+                widgets.HBox([self.preview, settings_box], layout=widgets.Layout(gap="12px")),
+                widgets.HBox(
+                    [self.generate_button, self.cancel_button, self.progress],
+                    layout=widgets.Layout(align_items="center"),
+                ),
+                self.status,
+                widgets.HBox(
+                    [widgets.HTML("<b>History</b>"), self.clear_button],
+                    layout=widgets.Layout(align_items="center", gap="12px"),
+                ),
+                self.history,
+            ],
+            layout=widgets.Layout(gap="4px"),
+        )
+
+    def __repr__(self) -> str:
+        backend = self.backend.value or "auto"
+        return f"VariationForm(backend={backend!r}, runs={len(self._results)})"
+
+    @property
+    def result(self) -> ImagesResponse | None:
+        return self._results[-1] if self._results else None
+
+    @property
+    def results(self) -> list[ImagesResponse]:
+        return list(self._results)
+
+    @property
+    def running(self) -> bool:
+        return self.future is not None and not self.future.done()
+
+    # --- the image source -------------------------------------------------------------
+
+    def _current_source(self) -> Any:
+        """The upload if there is one, else the typed path or URL, else None."""
+        if self.upload.value:
+            return self.upload.value
+        return self.source_text.value.strip() or None
+
+    def _on_upload(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        if not value:
+            return  # cleared: by the text box taking over, or after a refusal
+        item = value[0]
+        if item["size"] > MAX_UPLOAD_BYTES:
+            self.upload.value = ()
+            self._show_error(
+                f"{item['name']} is {item['size'] / 1e6:.1f} MB, over the "
+                f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB upload limit of the browser "
+                "connection; type the file's path in the box instead."
+            )
+            return
+        self.source_text.value = ""
+        self._source_changed()
+
+    def _on_source_text(self, change: dict[str, Any]) -> None:
+        if change["new"].strip() and self.upload.value:
+            self.upload.value = ()
+        self._source_changed()
+
+    def _on_backend(self, change: dict[str, Any]) -> None:
+        self._sync_backend_fields()
+        self._source_changed()  # edits keeps the aspect ratio: the prepared image differs
+
+    def _sync_backend_fields(self) -> None:
+        backend = self.backend.value
+        current = self.size.value
+        self.size.options = [("backend default", None), *_sizes(backend)]
+        self.size.value = current if current in self.size.options else None
+        # Only the local engine takes a seed; the HTTP contracts have none.
+        self.seed.disabled = backend not in (None, "local")
+        self.base_url.disabled = backend == "local"
+
+    def _source_changed(self) -> None:
+        """Prepare the new source in the background, to preview exactly what will be sent."""
+        self._source_token += 1
+        self._prepared = None
+        source = self._current_source()
+        if source is None:
+            self.preview.value = _line("No image yet.")
+            return
+        self.preview.value = _line("Preparing…")
+        self._submit(self._refresh_preview(self._source_token, source, self._client_settings()))
+
+    async def _refresh_preview(self, token: int, source: Any, client: dict[str, Any]) -> None:
+        try:
+            async with AsyncVariationClient(**client) as variations:
+                await self._prepare(variations, token, source)
+        except IpyImagesError as exc:
+            if token == self._source_token:
+                self.preview.value = _line("No preview.")
+                self._show_error(self._message(exc, client))
+
+    async def _prepare(
+        self, client: AsyncVariationClient, token: int, source: Any
+    ) -> PreparedImage:
+        """The source prepared for `client`'s backend, reused from the preview when current."""
+        cached = self._prepared
+        if cached is not None and cached[:2] == (token, client.backend):
+            return cached[2]
+        # The client's backend decides square or not and the byte limit; see Backend.prepare.
+        backend = client._get_backend()
+        prepared = await asyncio.to_thread(backend.prepare, source, VariationRequest())
+        if token == self._source_token:
+            self._prepared = (token, client.backend, prepared)
+            self.preview.value = ImageGrid(
+                original=prepared.image,
+                thumb_size=_PREVIEW_SIZE,
+                original_title=f"{prepared.name} · {prepared.image.width}x"
+                f"{prepared.image.height} PNG, {len(prepared.png) / 1024:.0f} KB",
+            ).to_html()
+        return prepared
+
+    # --- running --------------------------------------------------------------------------
+
+    def _client_settings(self) -> dict[str, Any]:
+        api_key_env = self.settings["api_key_env"]
+        return {
+            "backend": self.backend.value,
+            "api_key": os.environ.get(api_key_env) if api_key_env else None,
+            "base_url": self.base_url.value.strip() or None,
+            "timeout": self.settings["timeout"],
+        }
+
+    def generate(self) -> concurrent.futures.Future[ImagesResponse]:
+        """Start a run (what the Generate button does) and return its future.
+
+        Returns at once; the run goes on in the background. While a run is going, this
+        returns that run's future instead of starting another. The future fails with the
+        run's error, which the form also shows; Cancel makes it cancelled.
+        """
+        if self.future is not None and not self.future.done():
+            return self.future
+        self._runs += 1
+        snapshot = _Snapshot(
+            source=self._current_source(),
+            source_token=self._source_token,
+            client=self._client_settings(),
+            options={
+                "n": self.n.value,
+                "size": self.size.value,
+                "response_format": self.response_format.value,
+                "model": self.model.value.strip() or None,
+            },
+            seed_text="" if self.seed.disabled else self.seed.value,
+            run_number=self._runs,
+        )
+        self.generate_button.disabled = True
+        self.cancel_button.disabled = False
+        self.clear_button.disabled = True
+        self.progress.value = 0
+        self.progress.description = "0 images"
+        self.status.value = _line("Starting…")
+        self.future = self._submit(self._run(snapshot))
+        return self.future
+
+    def cancel(self) -> None:
+        """Stop the running run, if any; images that already arrived stay in its row."""
+        if self.running:
+            self.cancel_button.disabled = True
+            background_loop().call_soon_threadsafe(self._cancel_task)
+
+    def _cancel_task(self) -> None:
+        # Runs on the loop after the task was created: _submit schedules creation first.
+        if self._task is not None:
+            self._task.cancel()
+
+    def clear(self) -> None:
+        """Remove every finished run from the history and from `results`."""
+        if not self.running:
+            self.history.children = ()
+            self._results.clear()
+
+    def _submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Run `coroutine` as a task on the background loop; the future settles after it ends.
+
+        Unlike `asyncio.run_coroutine_threadsafe`, cancelling goes to the task itself, so the
+        future settles only after the task has finished updating the form.
+        """
+        loop = background_loop()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def settle(task: asyncio.Task[Any]) -> None:
+            if future.cancelled():
+                return
+            if task.cancelled():
+                future.cancel()
+            elif task.exception() is not None:
+                future.set_exception(task.exception())
+            else:
+                future.set_result(task.result())
+
+        def start() -> None:
+            task = loop.create_task(coroutine)
+            self._task = task
+            task.add_done_callback(settle)
+
+        loop.call_soon_threadsafe(start)
+        return future
+
+    async def _run(self, snapshot: _Snapshot) -> ImagesResponse:
+        row: _RunRow | None = None
+        try:
+            if snapshot.source is None:
+                raise InvalidParameterError(
+                    "no image chosen: upload one, or type a path or URL in the box."
+                )
+            async with AsyncVariationClient(**snapshot.client) as client:
+                request = client.build_request(
+                    **snapshot.options, seed=_parse_seed(snapshot.seed_text)
+                )
+                self.status.value = _line("Preparing the image…")
+                prepared = await self._prepare(client, snapshot.source_token, snapshot.source)
+                row = _RunRow(snapshot.run_number, prepared, request, client.backend)
+                self.history.children = (row.widget, *self.history.children)
+                self.progress.max = request.n
+                self.status.value = _line(f"Generating {request.n} with {client.backend}…")
+
+                def on_image(index: int, data: ImageData) -> None:
+                    row.add(index, data)
+                    self.progress.value += 1
+                    self.progress.description = f"{self.progress.value} of {request.n}"
+
+                response = await client.create_variation(
+                    prepared, **dataclasses.asdict(request), on_image=on_image
+                )
+        except asyncio.CancelledError:
+            if row is not None:
+                row.finish(None, "cancelled")
+            self.status.value = _line("Cancelled.")
+            raise
+        except Exception as exc:
+            if row is not None:
+                partial = exc.partial if isinstance(exc, APIError) else None
+                row.finish(partial, "failed")
+            self._show_error(self._message(exc, snapshot.client))
+            raise
+        else:
+            self._results.append(response)
+            row.finish(response, "done")
+            count = len(response.data)
+            self.status.value = _line(f"Done: {count} image{'' if count == 1 else 's'}.")
+            return response
+        finally:
+            self.generate_button.disabled = False
+            self.cancel_button.disabled = True
+            self.clear_button.disabled = False
+
+    def _show_error(self, message: str) -> None:
+        self.status.value = _line(message, error=True)
+
+    @staticmethod
+    def _message(exc: BaseException, client: dict[str, Any]) -> str:
+        """One line for the user: our errors speak for themselves; others get their type.
+
+        The key is masked in case some foreign library put it in its message.
+        """
+        text = str(exc) if isinstance(exc, IpyImagesError) else f"{type(exc).__name__}: {exc}"
+        text = " ".join(text.split())
+        key = client.get("api_key")
+        return text.replace(key, "***") if key else text
