@@ -30,7 +30,13 @@ def resolve(
     `local` with neither key nor base URL, `variations` with a base URL, `edits` with
     only a key (that is OpenAI itself).
     """
-    api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+    # Keys pasted from files often end in a newline, which would corrupt the header.
+    api_key = (api_key or os.environ.get("OPENAI_API_KEY") or "").strip() or None
+    if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
+        raise InvalidParameterError(
+            "the API key holds spaces, control or non-ASCII characters; copy it again "
+            "from the provider's dashboard."
+        )
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     backend = backend or os.environ.get("IPY_IMAGES_BACKEND") or None
     if backend is None:

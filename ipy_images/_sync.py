@@ -33,13 +33,22 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` to completion from synchronous code and return its result."""
-    future = asyncio.run_coroutine_threadsafe(coroutine, background_loop())
+    finished = threading.Event()
+
+    async def run() -> T:
+        try:
+            return await coroutine
+        finally:
+            finished.set()
+
+    future = asyncio.run_coroutine_threadsafe(run(), background_loop())
     try:
         return _wait(future)
     except KeyboardInterrupt:
+        # The future reads as cancelled at once; wait until the task has really unwound
+        # (connections closed, engine stopped) before the interrupt goes on.
         future.cancel()
-        # Give the cancellation a moment to close connections before the interrupt goes on.
-        concurrent.futures.wait([future], timeout=5)
+        finished.wait(timeout=5)
         raise
 
 

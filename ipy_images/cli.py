@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .backends import BACKENDS
 from .errors import APIError, InvalidImageError, InvalidParameterError
@@ -35,8 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)  # usage errors exit with status 2 here
     if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
+        parser.error("choose a command: create-variation, serve or demo")
     try:
         return int(args.run(args))
     except (InvalidImageError, InvalidParameterError) as exc:
@@ -58,8 +57,15 @@ def _warn(text: str) -> None:
     print(f"{PROG}: warning: {text}", file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit status 2), pointing to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Image variations: one picture in, new pictures that keep its subject "
         "and style out. Offline by default (the local engine needs no API key).",
@@ -242,14 +248,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.api_key and os.environ.get(SERVER_KEY_ENV) != args.api_key:
         _warn(f"a key on the command line stays in your shell history; prefer ${SERVER_KEY_ENV}.")
-    serve(
-        args.host,
-        args.port,
-        args.api_key,
-        max_concurrent=args.workers,
-        max_queue=args.queue,
-        log_level=args.log_level,
-    )
+    try:
+        serve(
+            args.host,
+            args.port,
+            args.api_key,
+            max_concurrent=args.workers,
+            max_queue=args.queue,
+            log_level=args.log_level,
+        )
+    except KeyboardInterrupt:  # Ctrl-C is the normal way to stop a server
+        print(f"{PROG}: server stopped", file=sys.stderr)
     return 0
 
 

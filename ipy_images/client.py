@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .backends._base import Backend
+    from .sources import PreparedImage
 
 __all__ = ["AsyncVariationClient", "VariationClient", "acreate_variation", "create_variation"]
 
@@ -183,9 +184,16 @@ class AsyncVariationClient:
             output_compression=output_compression,
             input_fidelity=input_fidelity,
         )
-        backend = self._get_backend()
-        prepared = await asyncio.to_thread(backend.prepare, image, request)
-        return await self._fan_out(backend, prepared, request, on_image)
+        prepared = await self.prepare(image, request)
+        return await self._fan_out(self._get_backend(), prepared, request, on_image)
+
+    async def prepare(self, image: Any, request: VariationRequest) -> PreparedImage:
+        """Load and prepare `image` for this client's backend, in a worker thread.
+
+        Front ends call this first to report bad sources before any request is sent;
+        a `PreparedImage` passed to `create_variation` is not prepared again.
+        """
+        return await asyncio.to_thread(self._get_backend().prepare, image, request)
 
     async def _fan_out(
         self, backend: Backend, prepared: Any, request: VariationRequest, on_image: OnImage | None
@@ -226,8 +234,10 @@ def _merge_or_raise(results: list[ImagesResponse | BaseException]) -> ImagesResp
     error = failures[0]
     if not isinstance(error, APIError):
         raise error
-    partials = [r for r in results if isinstance(r, ImagesResponse)] + [
-        f.partial for f in failures if isinstance(f, APIError) and f.partial is not None
+    partials = [
+        r if isinstance(r, ImagesResponse) else r.partial
+        for r in results
+        if isinstance(r, ImagesResponse) or (isinstance(r, APIError) and r.partial is not None)
     ]
     error.partial = ImagesResponse.merge(partials) if partials else None
     raise error

@@ -349,13 +349,16 @@ async def _prepare_all(
     client: AsyncVariationClient, sources: list[_Source], request: VariationRequest
 ) -> list[PreparedImage]:
     """Every source loaded and prepared for the client's backend, concurrently."""
-    backend = client._get_backend()
 
     async def prepare(source: _Source) -> PreparedImage:
         try:
-            return await asyncio.to_thread(backend.prepare, source.value, request)
+            return await client.prepare(source.value, request)
         except InvalidImageError as exc:
-            raise InvalidImageError(f"line {source.lineno} {source.text}: {exc}") from None
+            # Name the line, and its text unless the message already names the file.
+            where = f"line {source.lineno}"
+            if source.label not in str(exc):
+                where += f" {source.text}"
+            raise InvalidImageError(f"{where}: {exc}") from None
 
     return list(await asyncio.gather(*(prepare(source) for source in sources)))
 

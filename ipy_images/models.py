@@ -85,6 +85,15 @@ def refuse_unsupported(request: VariationRequest, names: tuple[str, ...], *, bac
         )
 
 
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "input_tokens_details",
+    "output_tokens_details",
+)
+
+
 @dataclass
 class Usage:
     """Token usage of a GPT image model call."""
@@ -94,6 +103,7 @@ class Usage:
     total_tokens: int = 0
     input_tokens_details: dict[str, int] = field(default_factory=dict)
     output_tokens_details: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Usage:
@@ -113,6 +123,7 @@ class Usage:
             count("total_tokens"),
             details("input_tokens_details"),
             details("output_tokens_details"),
+            {k: v for k, v in raw.items() if k not in _USAGE_FIELDS},
         )
 
     def __add__(self, other: Usage) -> Usage:
@@ -125,10 +136,12 @@ class Usage:
             self.total_tokens + other.total_tokens,
             merged(self.input_tokens_details, other.input_tokens_details),
             merged(self.output_tokens_details, other.output_tokens_details),
+            {**self.extra, **other.extra},
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            **self.extra,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,

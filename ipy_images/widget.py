@@ -22,7 +22,6 @@ import dataclasses
 import html
 import os
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import ipywidgets as widgets
@@ -55,6 +54,9 @@ _PREVIEW_SIZE = 160
 _ERROR_COLOUR = "#d32f2f"
 _QUIET = "opacity:0.75"
 _LABEL_WIDTH = "90px"
+# Dropdowns cannot hold None (it means "nothing selected"), so "not given" has a value.
+_AUTO_BACKEND = "auto"
+_DEFAULT_SIZE = ""
 
 
 def magic_settings() -> dict[str, Any]:
@@ -108,7 +110,6 @@ class _Snapshot:
     client: dict[str, Any]
     options: dict[str, Any]
     seed_text: str
-    run_number: int
 
 
 class _RunRow:
@@ -203,12 +204,13 @@ class VariationForm(widgets.VBox):
         )
         self.upload_hint = widgets.HTML(_line(UPLOAD_HINT))
         self.preview = widgets.HTML(
-            _line("No image yet."), layout=widgets.Layout(width=f"{_PREVIEW_SIZE + 40}px")
+            _line("No image yet."),
+            layout=widgets.Layout(width=f"{_PREVIEW_SIZE + 40}px", margin="0 12px 0 0"),
         )
         self.backend = widgets.Dropdown(
             description="backend",
-            options=[("auto", None), "local", "variations", "edits"],
-            value=self.settings["backend"],
+            options=[_AUTO_BACKEND, "local", "variations", "edits"],
+            value=self.settings["backend"] or _AUTO_BACKEND,
             style=wide,
         )
         self.n = widgets.BoundedIntText(
@@ -236,7 +238,7 @@ class VariationForm(widgets.VBox):
         self.base_url = widgets.Text(
             value=self.settings["base_url"] or "",
             description="server",
-            placeholder="OPENAI_BASE_URL, else OpenAI",
+            placeholder="default: OPENAI_BASE_URL",
             style=wide,
         )
         self.generate_button = widgets.Button(
@@ -250,9 +252,7 @@ class VariationForm(widgets.VBox):
         self.clear_button = widgets.Button(description="Clear history", icon="trash")
         self.history = widgets.VBox()
 
-        self._sync_backend_fields()
-        if self.settings["size"] in self.size.options:
-            self.size.value = self.settings["size"]
+        self._sync_backend_fields(self.settings["size"])
         self.upload.observe(self._on_upload, names="value")
         self.source_text.observe(self._on_source_text, names="value")
         self.backend.observe(self._on_backend, names="value")
@@ -272,24 +272,29 @@ class VariationForm(widgets.VBox):
             [
                 widgets.HBox([self.upload, self.source_text]),
                 self.upload_hint,
-                widgets.HBox([self.preview, settings_box], layout=widgets.Layout(gap="12px")),
+                widgets.HBox([self.preview, settings_box]),
                 widgets.HBox(
                     [self.generate_button, self.cancel_button, self.progress],
                     layout=widgets.Layout(align_items="center"),
                 ),
                 self.status,
                 widgets.HBox(
-                    [widgets.HTML("<b>History</b>"), self.clear_button],
-                    layout=widgets.Layout(align_items="center", gap="12px"),
+                    [
+                        widgets.HTML("<b>History</b>", layout=widgets.Layout(margin="0 12px 0 0")),
+                        self.clear_button,
+                    ],
+                    layout=widgets.Layout(align_items="center"),
                 ),
                 self.history,
-            ],
-            layout=widgets.Layout(gap="4px"),
+            ]
         )
+        # Stable hooks for page styling and browser tests; ids are stripped by JupyterLab.
+        self.add_class("ipy-images-form")
+        self.history.add_class("ipy-images-history")
+        self.preview.add_class("ipy-images-preview")
 
     def __repr__(self) -> str:
-        backend = self.backend.value or "auto"
-        return f"VariationForm(backend={backend!r}, runs={len(self._results)})"
+        return f"VariationForm(backend={self.backend.value!r}, runs={len(self._results)})"
 
     @property
     def result(self) -> ImagesResponse | None:
@@ -333,14 +338,19 @@ class VariationForm(widgets.VBox):
         self._source_changed()
 
     def _on_backend(self, change: dict[str, Any]) -> None:
-        self._sync_backend_fields()
+        self._sync_backend_fields(self.size.value)
         self._source_changed()  # edits keeps the aspect ratio: the prepared image differs
 
-    def _sync_backend_fields(self) -> None:
-        backend = self.backend.value
-        current = self.size.value
-        self.size.options = [("backend default", None), *_sizes(backend)]
-        self.size.value = current if current in self.size.options else None
+    def _chosen_backend(self) -> str | None:
+        return None if self.backend.value == _AUTO_BACKEND else self.backend.value
+
+    def _sync_backend_fields(self, size: str | None) -> None:
+        """Offer the sizes the chosen backend takes, keeping `size` when it is one."""
+        backend = self._chosen_backend()
+        sizes = _sizes(backend)
+        # (label, value) pairs throughout: ipywidgets reads a mixed list as values only.
+        self.size.options = [("backend default", _DEFAULT_SIZE), *((s, s) for s in sizes)]
+        self.size.value = size if size in sizes else _DEFAULT_SIZE
         # Only the local engine takes a seed; the HTTP contracts have none.
         self.seed.disabled = backend not in (None, "local")
         self.base_url.disabled = backend == "local"
@@ -354,13 +364,14 @@ class VariationForm(widgets.VBox):
             self.preview.value = _line("No image yet.")
             return
         self.preview.value = _line("Preparing…")
-        self._submit(self._refresh_preview(self._source_token, source, self._client_settings()))
+        coroutine = self._refresh_preview(self._source_token, source, self._client_settings())
+        asyncio.run_coroutine_threadsafe(coroutine, background_loop())
 
     async def _refresh_preview(self, token: int, source: Any, client: dict[str, Any]) -> None:
         try:
             async with AsyncVariationClient(**client) as variations:
                 await self._prepare(variations, token, source)
-        except IpyImagesError as exc:
+        except Exception as exc:  # nobody awaits a preview: every failure is shown here
             if token == self._source_token:
                 self.preview.value = _line("No preview.")
                 self._show_error(self._message(exc, client))
@@ -372,9 +383,8 @@ class VariationForm(widgets.VBox):
         cached = self._prepared
         if cached is not None and cached[:2] == (token, client.backend):
             return cached[2]
-        # The client's backend decides square or not and the byte limit; see Backend.prepare.
-        backend = client._get_backend()
-        prepared = await asyncio.to_thread(backend.prepare, source, VariationRequest())
+        # The client's backend decides square or not and the byte limit.
+        prepared = await client.prepare(source, VariationRequest())
         if token == self._source_token:
             self._prepared = (token, client.backend, prepared)
             self.preview.value = ImageGrid(
@@ -390,7 +400,7 @@ class VariationForm(widgets.VBox):
     def _client_settings(self) -> dict[str, Any]:
         api_key_env = self.settings["api_key_env"]
         return {
-            "backend": self.backend.value,
+            "backend": self._chosen_backend(),
             "api_key": os.environ.get(api_key_env) if api_key_env else None,
             "base_url": self.base_url.value.strip() or None,
             "timeout": self.settings["timeout"],
@@ -403,21 +413,19 @@ class VariationForm(widgets.VBox):
         returns that run's future instead of starting another. The future fails with the
         run's error, which the form also shows; Cancel makes it cancelled.
         """
-        if self.future is not None and not self.future.done():
+        if self.running:
             return self.future
-        self._runs += 1
         snapshot = _Snapshot(
             source=self._current_source(),
             source_token=self._source_token,
             client=self._client_settings(),
             options={
                 "n": self.n.value,
-                "size": self.size.value,
+                "size": self.size.value or None,
                 "response_format": self.response_format.value,
                 "model": self.model.value.strip() or None,
             },
             seed_text="" if self.seed.disabled else self.seed.value,
-            run_number=self._runs,
         )
         self.generate_button.disabled = True
         self.cancel_button.disabled = False
@@ -425,18 +433,17 @@ class VariationForm(widgets.VBox):
         self.progress.value = 0
         self.progress.description = "0 images"
         self.status.value = _line("Starting…")
-        self.future = self._submit(self._run(snapshot))
+        self.future = self._start(snapshot)
         return self.future
 
     def cancel(self) -> None:
         """Stop the running run, if any; images that already arrived stay in its row."""
-        if self.running:
-            self.cancel_button.disabled = True
-            background_loop().call_soon_threadsafe(self._cancel_task)
+        self.cancel_button.disabled = True
+        background_loop().call_soon_threadsafe(self._cancel_task)
 
     def _cancel_task(self) -> None:
-        # Runs on the loop after the task was created: _submit schedules creation first.
-        if self._task is not None:
+        # Runs on the loop after the task was created: _start schedules creation first.
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
     def clear(self) -> None:
@@ -445,17 +452,24 @@ class VariationForm(widgets.VBox):
             self.history.children = ()
             self._results.clear()
 
-    def _submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Run `coroutine` as a task on the background loop; the future settles after it ends.
+    def _start(self, snapshot: _Snapshot) -> concurrent.futures.Future[ImagesResponse]:
+        """Run `snapshot` as a task on the background loop.
 
-        Unlike `asyncio.run_coroutine_threadsafe`, cancelling goes to the task itself, so the
-        future settles only after the task has finished updating the form.
+        Unlike `asyncio.run_coroutine_threadsafe`, Cancel goes to the task itself, and the
+        future settles only after the form is usable again, so code that waits on it sees
+        the final state. The reset is a done callback rather than a `finally`, because a
+        task cancelled before its first step never runs its body at all.
         """
         loop = background_loop()
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future: concurrent.futures.Future[ImagesResponse] = concurrent.futures.Future()
 
-        def settle(task: asyncio.Task[Any]) -> None:
-            if future.cancelled():
+        def settle(task: asyncio.Task[ImagesResponse]) -> None:
+            self.generate_button.disabled = False
+            self.cancel_button.disabled = True
+            self.clear_button.disabled = False
+            if task.cancelled():
+                self.status.value = _line("Cancelled.")
+            if future.done():  # cancelled by its holder, which also cancelled the task
                 return
             if task.cancelled():
                 future.cancel()
@@ -465,11 +479,11 @@ class VariationForm(widgets.VBox):
                 future.set_result(task.result())
 
         def start() -> None:
-            task = loop.create_task(coroutine)
-            self._task = task
-            task.add_done_callback(settle)
+            self._task = loop.create_task(self._run(snapshot))
+            self._task.add_done_callback(settle)
 
         loop.call_soon_threadsafe(start)
+        future.add_done_callback(lambda done: self.cancel() if done.cancelled() else None)
         return future
 
     async def _run(self, snapshot: _Snapshot) -> ImagesResponse:
@@ -485,7 +499,14 @@ class VariationForm(widgets.VBox):
                 )
                 self.status.value = _line("Preparing the image…")
                 prepared = await self._prepare(client, snapshot.source_token, snapshot.source)
-                row = _RunRow(snapshot.run_number, prepared, request, client.backend)
+                self._runs += 1
+                row = _RunRow(
+                    self._runs,
+                    prepared,
+                    request,
+                    client.backend,
+                    self.settings["thumb_size"],
+                )
                 self.history.children = (row.widget, *self.history.children)
                 self.progress.max = request.n
                 self.status.value = _line(f"Generating {request.n} with {client.backend}…")
@@ -501,7 +522,6 @@ class VariationForm(widgets.VBox):
         except asyncio.CancelledError:
             if row is not None:
                 row.finish(None, "cancelled")
-            self.status.value = _line("Cancelled.")
             raise
         except Exception as exc:
             if row is not None:
@@ -515,10 +535,6 @@ class VariationForm(widgets.VBox):
             count = len(response.data)
             self.status.value = _line(f"Done: {count} image{'' if count == 1 else 's'}.")
             return response
-        finally:
-            self.generate_button.disabled = False
-            self.cancel_button.disabled = True
-            self.clear_button.disabled = False
 
     def _show_error(self, message: str) -> None:
         self.status.value = _line(message, error=True)

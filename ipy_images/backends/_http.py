@@ -81,8 +81,9 @@ class HTTPBackend(Backend):
         """The multipart text fields of one request."""
 
     def expected_size(self, request: VariationRequest) -> tuple[int, int] | None:
-        """The pixel size every result must have, when the request fixes it."""
-        return None
+        """The pixel size every result must have, when the request fixes one ("WxH")."""
+        width, _, height = str(request.size).partition("x")
+        return (int(width), int(height)) if width.isdigit() and height.isdigit() else None
 
     async def create(
         self,
@@ -103,9 +104,32 @@ class HTTPBackend(Backend):
             return response
 
         response = await self.with_retries(lambda: self._post(fields, files), parse)
-        await self._download_urls(response, first_index)
-        for offset, item in enumerate(response.data):
+        expected = self.expected_size(request)
+
+        async def deliver(offset: int, item: ImageData) -> None:
+            """Download a URL result at once (URLs expire), check it, report it."""
+            if item.content is None and item.url:
+                item.content = await self._download(item.url)
+            if expected is not None and item.image.size != expected:
+                got = "x".join(map(str, item.image.size))
+                # A server that ignores the asked size breaks the contract: no retry helps.
+                raise APIError(
+                    f"{self.base_url} returned a {got} image where {request.size} was asked"
+                )
             emit(first_index + offset, item)
+
+        outcomes = await asyncio.gather(
+            *(deliver(offset, item) for offset, item in enumerate(response.data)),
+            return_exceptions=True,
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            error = next((f for f in failures if not isinstance(f, APIError)), failures[0])
+            if not isinstance(error, APIError):
+                raise error  # cancellation, interrupts and bugs go through untouched
+            kept = [item for item, o in zip(response.data, outcomes, strict=True) if o is None]
+            error.partial = dataclasses.replace(response, data=kept) if kept else None
+            raise error
         return response
 
     async def _post(self, fields: dict[str, str], files: dict[str, Any]) -> httpx.Response:
@@ -128,23 +152,7 @@ class HTTPBackend(Backend):
                 check_image(item.content)
             elif item.url is None:
                 raise UnusableAnswer("an image came back with neither b64_json nor url")
-        self._check_sizes(response, request)
         return response
-
-    def _check_sizes(self, response: ImagesResponse, request: VariationRequest) -> None:
-        """A server that ignores the asked size breaks the contract: no retry will help."""
-        expected = self.expected_size(request)
-        if expected is None:
-            return
-        sizes = [item.image.size if item.content else expected for item in response.data]
-        wrong = [i for i, size in enumerate(sizes) if size != expected]
-        if wrong:
-            kept = [item for i, item in enumerate(response.data) if i not in wrong]
-            got = "x".join(map(str, sizes[wrong[0]]))
-            raise APIError(
-                f"{self.base_url} returned a {got} image where {request.size} was asked",
-                partial=dataclasses.replace(response, data=kept) if kept else None,
-            )
 
     async def with_retries(self, send: Callable[[], Any], parse: Callable[[bytes], T]) -> T:
         """Send, and parse a 2xx answer, retrying what is worth retrying.
@@ -195,26 +203,6 @@ class HTTPBackend(Backend):
         error.args = (error.message,)
         return error
 
-    async def _download_urls(self, response: ImagesResponse, first_index: int) -> None:
-        """Fetch every URL result now, concurrently: the URLs expire after an hour."""
-        pending = [item for item in response.data if item.content is None and item.url]
-        results = await asyncio.gather(
-            *(self._download(item.url) for item in pending if item.url), return_exceptions=True
-        )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for item, result in zip(pending, results, strict=True):
-            if isinstance(result, bytes):
-                item.content = result
-        if failures:
-            for failure in failures:
-                if not isinstance(failure, Exception):
-                    raise failure  # cancellation and interrupts go through untouched
-            kept = [item for item in response.data if item.content is not None]
-            error = failures[0]
-            assert isinstance(error, APIError)
-            error.partial = _with_data(response, kept) if kept else None
-            raise error
-
     async def _download(self, url: str) -> bytes:
         def parse(body: bytes) -> bytes:
             check_image(body)
@@ -243,10 +231,6 @@ def check_image(content: bytes) -> None:
             picture.verify()
     except Exception as exc:
         raise UnusableAnswer(f"a result is not a readable image ({type(exc).__name__})") from None
-
-
-def _with_data(response: ImagesResponse, data: list[ImageData]) -> ImagesResponse:
-    return dataclasses.replace(response, data=data)
 
 
 def _should_retry(answer: httpx.Response) -> bool:

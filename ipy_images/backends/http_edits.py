@@ -114,12 +114,6 @@ class EditsBackend(HTTPBackend):
                 fields[name] = str(value)
         return fields
 
-    def expected_size(self, request: VariationRequest) -> tuple[int, int] | None:
-        if request.size == "auto":
-            return None
-        width, height = str(request.size).split("x")
-        return int(width), int(height)
-
 
 def _check_basic(request: VariationRequest) -> None:
     """The checks that hold for any model behind an edits endpoint."""

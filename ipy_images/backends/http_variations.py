@@ -47,7 +47,3 @@ class VariationsBackend(HTTPBackend):
         if request.user:
             fields["user"] = request.user
         return fields
-
-    def expected_size(self, request: VariationRequest) -> tuple[int, int] | None:
-        width, height = str(request.size).split("x")
-        return int(width), int(height)

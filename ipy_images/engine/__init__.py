@@ -56,7 +56,7 @@ def generate_variation(
     import numpy as np
 
     from ._gpnn import PATCH, Settings, synthesize
-    from ._patches import resize, vote
+    from ._patches import resize, upsample_nnf, vote
 
     def check_cancel() -> None:
         if cancel is not None and cancel.is_set():
@@ -72,8 +72,8 @@ def generate_variation(
     if size == WORK_SIZE:
         out = result.image
     else:
-        grid = WORK_SIZE - PATCH + 1
-        out = vote(resize(pixels, size, size), result.nnf, (grid, grid), PATCH, size // WORK_SIZE)
+        nnf = upsample_nnf(result.nnf, size - PATCH + 1)
+        out = vote(resize(pixels, size, size), nnf, PATCH)
     return _to_pil(out)
 
 

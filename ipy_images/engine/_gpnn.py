@@ -20,21 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._patches import extract, resize, vote
-from ._search import PatchIndex, nearest
+from ._patches import extract, resize, upsample_nnf, vote
+from ._search import PatchIndex
 
 PATCH = 7
 RATIO = 0.75
-ALPHA = 0.005
-"""Completeness weight of GPNN's normalised distance (smaller = stronger pull)."""
-ALPHA_MAX_SIZE = 64
-"""Levels up to this size use the completeness-normalised distance (they set the layout)."""
 CHECK_SIZE = 48
 """The near-copy check runs after the first level at least this large."""
 COPY_LIMIT = 0.5
 """A result whose largest rigidly shifted region covers more than this is a near-copy."""
 REDRAWS = 4
 NOISE_STEP = 1.6
+NOISE = 1.0
+COARSEST = 16
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class Settings:
     @classmethod
     def for_diversity(cls, diversity: float) -> Settings:
         """Noise grows and the coarsest level shrinks as diversity grows (1.0 = default)."""
-        return cls(noise=0.75 * diversity, coarsest=max(PATCH + 4, round(24 / diversity**0.5)))
+        return cls(noise=NOISE * diversity, coarsest=COARSEST)
 
 
 def pyramid_sizes(size: int, coarsest: int) -> list[int]:
@@ -56,11 +54,14 @@ def pyramid_sizes(size: int, coarsest: int) -> list[int]:
     return [max(PATCH + 1, round(size * RATIO**k)) for k in range(depth + 1)]
 
 
-def iterations(level_size: int) -> int:
-    """Replace-and-average rounds at a level: many where it is cheap, few at fine levels."""
+def rounds(level_size: int, *, coarsest: bool) -> int:
+    """Replace-and-average rounds at a level: one on the noise (more would pull it back to
+    the source), many where they are cheap, few at the fine levels."""
+    if coarsest:
+        return 1
     if level_size <= 64:
-        return 10
-    return 4 if level_size <= 128 else 2
+        return 4
+    return 2 if level_size <= 128 else 1
 
 
 def copy_fraction(nnf: np.ndarray, grid: int) -> float:
@@ -108,42 +109,28 @@ def _run_levels(
     *,
     stop_if_copy: bool,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Coarse-to-fine PNN; returns early with ``copied`` True when the check fails."""
+    """Coarse-to-fine PNN; returns early with ``copied`` True when the check fails.
+
+    Each level after the coarsest starts from the coarser level's patch choices carried
+    up (NNF upsampling), which gives a sharp estimate, then refines it with searches.
+    """
     checked = False
     estimate = start
-    nnf = np.empty(0, np.int64)
+    nnf: np.ndarray | None = None
     for k in range(len(levels) - 1, -1, -1):
         check_cancel()
         target = levels[k]
         size = target.shape[0]
-        if k == len(levels) - 1:
-            blurred = target
-        else:
-            estimate = resize(estimate, size, size)
-            blurred = resize(levels[k + 1], size, size)
-        estimate, nnf = _level(estimate, target, blurred)
+        grid = size - PATCH + 1
+        index = PatchIndex(extract(target, PATCH))
+        if nnf is not None:
+            nnf = upsample_nnf(nnf, grid)
+            estimate = vote(target, nnf, PATCH)
+        for _ in range(rounds(size, coarsest=nnf is None)):
+            nnf = index.nearest(extract(estimate, PATCH)).reshape(grid, grid)
+            estimate = vote(target, nnf, PATCH)
         if stop_if_copy and not checked and size >= CHECK_SIZE:
             checked = True
-            if copy_fraction(nnf, size - PATCH + 1) > COPY_LIMIT:
+            if copy_fraction(nnf.ravel(), grid) > COPY_LIMIT:
                 return estimate, nnf, True
     return estimate, nnf, False
-
-
-def _level(
-    estimate: np.ndarray, target: np.ndarray, blurred: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Replace-and-average rounds at one level; the first round matches blurred keys."""
-    size = target.shape[0]
-    grid = (size - PATCH + 1, size - PATCH + 1)
-    alpha = ALPHA if size <= ALPHA_MAX_SIZE else None
-    sharp_keys = extract(target, PATCH)
-    sharp = PatchIndex(sharp_keys)
-    blurred_keys = extract(blurred, PATCH)
-    first = PatchIndex(blurred_keys, like=sharp) if blurred is not target else sharp
-    nnf = np.empty(0, np.int64)
-    for i in range(iterations(size)):
-        index, keys = (first, blurred_keys) if i == 0 else (sharp, sharp_keys)
-        nnf = nearest(extract(estimate, PATCH), index, keys, alpha=alpha)
-        estimate = vote(target, nnf, grid, PATCH)
-    return estimate, nnf
-

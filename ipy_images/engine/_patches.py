@@ -29,47 +29,41 @@ def extract(image: np.ndarray, patch: int) -> np.ndarray:
     return np.ascontiguousarray(windows.reshape(-1, image.shape[2] * patch * patch))
 
 
-def vote(
-    source: np.ndarray,
-    nnf: np.ndarray,
-    grid: tuple[int, int],
-    patch: int,
-    scale: int = 1,
-) -> np.ndarray:
+def vote(source: np.ndarray, nnf: np.ndarray, patch: int) -> np.ndarray:
     """Average of the source patches the NNF picks, each pasted at its output origin.
 
-    ``nnf`` holds, for each origin of the output patch grid ``grid`` (rows, cols), the index
-    of a patch of a source image ``scale`` times smaller than ``source``, counted row-major
-    over that image's patch origins.
-    With ``scale`` > 1 the field found at low resolution is applied to a ``scale`` times
-    larger ``source``: each patch becomes a ``patch * scale`` block copied from the matching
-    place, so the result is sharp at the larger size (NNF upsampling) instead of blurred.
+    ``nnf`` is a (rows, cols) grid of patch indices into ``source``; the result has
+    ``rows + patch - 1`` x ``cols + patch - 1`` pixels.
     """
-    rows, cols = grid
-    src_h, src_w = source.shape[0], source.shape[1]
-    key_cols = src_w // scale - patch + 1
-    out_h, out_w = (rows + patch - 1) * scale, (cols + patch - 1) * scale
+    rows, cols = nnf.shape
+    width = source.shape[1]
     flat = source.reshape(-1, source.shape[2])
-    sy, sx = np.divmod(nnf.reshape(rows, cols).astype(np.int64), key_cols)
-    # Offset of each pixel inside its scale x scale block, as a flat index into `source`.
-    by, bx = np.divmod(np.arange(scale * scale), scale)
-    block = (by * src_w + bx).reshape(scale, scale)
-    acc = np.zeros((out_h, out_w, source.shape[2]), np.float32)
+    sy, sx = np.divmod(nnf, width - patch + 1)
+    origin = sy * width + sx
+    acc = np.zeros((rows + patch - 1, cols + patch - 1, source.shape[2]), np.float32)
     for dy in range(patch):
         for dx in range(patch):
-            base = (scale * (sy + dy)) * src_w + scale * (sx + dx)
-            if scale > 1:
-                base = (base[:, None, :, None] + block[None, :, None, :]).reshape(
-                    rows * scale, cols * scale
-                )
-            y0, x0 = dy * scale, dx * scale
-            acc[y0 : y0 + rows * scale, x0 : x0 + cols * scale] += np.take(flat, base, axis=0)
-    return acc / _coverage(rows, cols, patch, scale)[..., None]
+            acc[dy : dy + rows, dx : dx + cols] += np.take(flat, origin + dy * width + dx, axis=0)
+    return acc / _coverage(rows, cols, patch)[..., None]
 
 
-def _coverage(rows: int, cols: int, patch: int, scale: int) -> np.ndarray:
+def upsample_nnf(nnf: np.ndarray, grid: int) -> np.ndarray:
+    """A square NNF (output and source the same size) carried to a ``grid`` x ``grid`` one.
+
+    Each patch keeps the shift (source origin minus own origin) of its counterpart in the
+    smaller field, scaled, so regions copied rigidly stay rigid copies at the new size.
+    """
+    small = nnf.shape[0]
+    factor = grid / small
+    pos = np.minimum((np.arange(grid) / factor).astype(np.int64), small - 1)
+    sy, sx = np.divmod(nnf[np.ix_(pos, pos)], small)
+    own = np.arange(grid)
+    ty = np.rint((sy - pos[:, None]) * factor).astype(np.int64) + own[:, None]
+    tx = np.rint((sx - pos[None, :]) * factor).astype(np.int64) + own[None, :]
+    return np.clip(ty, 0, grid - 1) * grid + np.clip(tx, 0, grid - 1)
+
+
+def _coverage(rows: int, cols: int, patch: int) -> np.ndarray:
     """How many voted patches cover each output pixel."""
-    ones_y = np.convolve(np.ones(rows), np.ones(patch))
-    ones_x = np.convolve(np.ones(cols), np.ones(patch))
-    counts = np.outer(np.repeat(ones_y, scale), np.repeat(ones_x, scale))
+    counts = np.outer(np.convolve(np.ones(rows), np.ones(patch)), np.convolve(np.ones(cols), np.ones(patch)))
     return counts.astype(np.float32)
