@@ -22,6 +22,7 @@ import dataclasses
 import html
 import os
 import re
+import shlex
 from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from pathlib import PurePosixPath
@@ -30,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Float, Int, Unicode
 from traitlets.config import Configurable
@@ -122,6 +123,12 @@ class VariationMagics(Magics, Configurable):
     @argument("--prompt", help="Text prompt (edits backend).")
     @argument("--user", help="End-user id passed to the server.")
     @argument("--fit", help="How a non-square source becomes square: crop, pad or strict.")
+    @argument("--diversity", type=float, help="Local engine: 1.0 default, higher differs more.")
+    @argument("--quality", help="Edits backend: low, medium, high or auto.")
+    @argument("--image-background", help="Edits backend: transparent, opaque or auto.")
+    @argument("--output-format", help="Edits backend: png, webp or jpeg.")
+    @argument("--output-compression", type=int, help="Edits backend: 0-100 (webp, jpeg).")
+    @argument("--input-fidelity", help="Edits backend: low or high.")
     @argument("--columns", type=int, help="Thumbnails per row of a single-source grid.")
     @argument("-o", "--output", metavar="NAME", help="Store the result in this user variable.")
     @argument(
@@ -144,7 +151,7 @@ class VariationMagics(Magics, Configurable):
         """
         if _KEY_LITERAL.search(line) or _KEY_OPTION.search(line) or _KEY_LITERAL.search(cell):
             raise UsageError(_NO_KEYS)
-        args = parse_argstring(self.variation, line)
+        args = _parse_line(self.variation, line)
         if args.output is not None and not args.output.isidentifier():
             raise UsageError(f"-o needs a Python variable name, not {args.output!r}.")
         key_env = args.api_key_env or self.api_key_env
@@ -166,6 +173,12 @@ class VariationMagics(Magics, Configurable):
                     prompt=args.prompt,
                     seed=args.seed,
                     fit=args.fit or "crop",
+                    diversity=args.diversity,
+                    quality=args.quality,
+                    background=args.image_background,
+                    output_format=args.output_format,
+                    output_compression=args.output_compression,
+                    input_fidelity=args.input_fidelity,
                 )
                 prepared = run_sync(_prepare_all(client, sources, request))
             except BaseException:
@@ -343,6 +356,18 @@ class _Progress:
         self.grids[row].append(data.image, f"#{index + 1}")
         self.done += 1
         self.show()
+
+
+def _parse_line(magic: Any, line: str) -> Any:
+    """Parse the magic line like a shell would, so `--prompt 'a b'` loses its quotes.
+
+    IPython's `parse_argstring` splits in non-POSIX mode, which keeps quote characters.
+    """
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the magic line: {exc} (check the quotes).") from None
+    return magic.parser.parse_args(words)
 
 
 async def _prepare_all(

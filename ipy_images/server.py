@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import logging
 import math
 import secrets
 import socket
@@ -40,12 +39,10 @@ from starlette.routing import Route
 
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
-from .models import ImagesResponse
+from .models import ImageData, ImagesResponse
 from .sources import PreparedImage, prepare_image
 
 __all__ = ["create_app", "serve"]
-
-log = logging.getLogger("ipy_images.server")
 
 MB = 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -166,6 +163,7 @@ class _Settings:
     gate: _Gate
     urls: _UrlStore
     client: AsyncVariationClient
+    abandoned: int = 0  # generations cancelled because their client hung up
 
 
 def create_app(
@@ -241,6 +239,7 @@ async def _variations(request: Request) -> Response:
             ),
         )
     if response is None:  # nobody is left to answer; the status is only for the access log
+        settings.abandoned += 1
         return Response(status_code=499)
     return JSONResponse(_answer(request, response, options["response_format"], settings.urls))
 
@@ -271,6 +270,7 @@ async def _health(request: Request) -> Response:
             "max_concurrent": settings.gate.max_concurrent,
             "max_queue": settings.gate.max_queue,
             "stored_images": len(settings.urls),
+            "abandoned": settings.abandoned,
         }
     )
 
@@ -477,10 +477,16 @@ def _answer(
         data = [{"b64_json": item.b64_json} for item in response.data]
     else:
         data = [
-            {"url": str(request.url_for("file", token=urls.put(item.content or b"")))}
+            {"url": str(request.url_for("file", token=urls.put(_png(item))))}
             for item in response.data
         ]
     return {"created": response.created, "data": data}
+
+
+def _png(item: ImageData) -> bytes:
+    if item.content is None:  # the local backend always keeps the bytes it encoded
+        raise RuntimeError("the engine returned an image without its PNG bytes")
+    return item.content
 
 
 async def _refusal_response(request: Request, exc: Exception) -> Response:
@@ -504,8 +510,7 @@ async def _disconnected_response(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error_response(request: Request, exc: Exception) -> Response:
-    # Only the request line is logged: headers may carry the bearer token.
-    log.error("error serving %s %s", request.method, request.url.path, exc_info=exc)
+    # uvicorn logs the traceback (never the headers, which may carry the bearer token).
     return Refusal(
         500, "The server had an error while processing your request.", type="server_error"
     ).response()

@@ -84,6 +84,13 @@ def _sizes(backend: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(local.SIZES + http_edits.SIZES))
 
 
+def _choice(label: str, values: tuple[str, ...], style: dict[str, str]) -> Any:
+    """A dropdown whose first entry, "default", leaves the option to the model."""
+    return widgets.Dropdown(
+        description=label, options=[("default", None), *((v, v) for v in values)], style=style
+    )
+
+
 def _parse_seed(text: str) -> int | None:
     text = text.strip()
     if not text:
@@ -235,6 +242,16 @@ class VariationForm(widgets.VBox):
             placeholder="random",
             style=wide,
         )
+        # GPT image options: enabled only for the edits backend, sent only when chosen.
+        self.prompt = widgets.Text(
+            description="prompt",
+            placeholder="default: a variation keeping subject, style and palette",
+            style=wide,
+            layout=widgets.Layout(width="100%"),
+        )
+        self.quality = _choice("quality", ("low", "medium", "high", "auto"), wide)
+        self.image_background = _choice("background", ("transparent", "opaque", "auto"), wide)
+        self.output_format = _choice("output", ("png", "webp", "jpeg"), wide)
         self.base_url = widgets.Text(
             value=self.settings["base_url"] or "",
             description="server",
@@ -266,6 +283,9 @@ class VariationForm(widgets.VBox):
                 widgets.HBox([self.backend, self.response_format]),
                 widgets.HBox([self.model, self.seed]),
                 self.base_url,
+                widgets.HBox([self.quality, self.image_background]),
+                widgets.HBox([self.output_format]),
+                self.prompt,
             ]
         )
         super().__init__(
@@ -354,6 +374,8 @@ class VariationForm(widgets.VBox):
         # Only the local engine takes a seed; the HTTP contracts have none.
         self.seed.disabled = backend not in (None, "local")
         self.base_url.disabled = backend == "local"
+        for field in (self.prompt, self.quality, self.image_background, self.output_format):
+            field.disabled = backend != "edits"
 
     def _source_changed(self) -> None:
         """Prepare the new source in the background, to preview exactly what will be sent."""
@@ -424,6 +446,7 @@ class VariationForm(widgets.VBox):
                 "size": self.size.value or None,
                 "response_format": self.response_format.value,
                 "model": self.model.value.strip() or None,
+                **self._edits_options(),
             },
             seed_text="" if self.seed.disabled else self.seed.value,
         )
@@ -435,6 +458,16 @@ class VariationForm(widgets.VBox):
         self.status.value = _line("Starting…")
         self.future = self._start(snapshot)
         return self.future
+
+    def _edits_options(self) -> dict[str, Any]:
+        if self.prompt.disabled:
+            return {}
+        return {
+            "prompt": self.prompt.value.strip() or None,
+            "quality": self.quality.value,
+            "background": self.image_background.value,
+            "output_format": self.output_format.value,
+        }
 
     def cancel(self) -> None:
         """Stop the running run, if any; images that already arrived stay in its row."""

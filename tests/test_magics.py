@@ -186,6 +186,27 @@ def test_url_sources_and_url_results(ip: InteractiveShell, loopback: LoopbackSer
     assert len(ip.user_ns["out"].data) == 1
 
 
+def test_edits_options_reach_the_server(
+    ip: InteractiveShell, loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    line = (
+        f"--backend edits --base-url {loopback.base_url} -n 1 --size 1024x1024 --quality low "
+        "--image-background opaque --output-format webp --output-compression 60 "
+        "--input-fidelity high --prompt 'same cup, other table' -o out"
+    )
+    captured = run(ip, line)
+    fields = loopback.requests[-1].fields
+    assert fields["quality"] == "low"
+    assert fields["background"] == "opaque"
+    assert fields["output_format"] == "webp"
+    assert fields["output_compression"] == "60"
+    assert fields["input_fidelity"] == "high"
+    assert fields["prompt"] == "same cup, other table"
+    assert ip.user_ns["out"].output_format == "webp"
+    assert "gpt-image-2" in final_output(captured)["text/html"]
+
+
 def test_config_sets_the_defaults(ip: InteractiveShell, loopback: LoopbackServer) -> None:
     for setting in (
         "VariationMagics.backend = 'variations'",

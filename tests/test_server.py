@@ -381,6 +381,27 @@ def test_a_saturated_server_answers_429_with_retry_after() -> None:
         assert int(answer.headers["retry-after"]) >= 1
 
 
+def test_a_client_that_hangs_up_frees_its_generation() -> None:
+    with running(max_concurrent=1, max_queue=0) as root:
+
+        async def scenario() -> dict[str, Any]:
+            async with httpx.AsyncClient(base_url=root, timeout=300) as http:
+                form = {"n": "10", "size": "1024x1024", "response_format": "b64_json"}
+                files = {"image": ("a.png", png())}
+                request = asyncio.ensure_future(
+                    http.post("/v1/images/variations", files=files, data=form)
+                )
+                while (await http.get("/health")).json()["in_flight"] == 0:
+                    await asyncio.sleep(0.02)
+                request.cancel()  # the connection closes, as when a user presses Ctrl-C
+                while (health := (await http.get("/health")).json())["in_flight"]:
+                    await asyncio.sleep(0.05)
+                return health
+
+        health = asyncio.run(scenario())
+    assert health["abandoned"] == 1  # cancelled, not run to the end for nobody
+
+
 def test_result_urls_expire() -> None:
     with running(url_ttl=0.5) as root:
         answer = post(f"{root}/v1", files={"image": ("a.png", png())}, data={"size": "256x256"})

@@ -140,6 +140,33 @@ def test_loopback_runs_add_rows_to_the_history(
     assert form.history.children == () and form.results == [] and form.result is None
 
 
+def test_edits_options_are_offered_for_edits_and_reach_the_server(
+    form: VariationForm,
+    image_path: Path,
+    loopback: LoopbackServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert form.quality.disabled and form.prompt.disabled  # the local engine takes neither
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-widget-edits-0000")
+    form.backend.value = "edits"
+    form.base_url.value = loopback.base_url
+    assert not form.quality.disabled and not form.prompt.disabled
+    form.source_text.value = str(image_path)
+    form.n.value = 1
+    form.quality.value = "low"
+    form.output_format.value = "webp"
+    form.prompt.value = "the same scene at dusk"
+
+    response = click_and_wait(form)
+
+    sent = loopback.requests[-1].fields
+    assert sent["quality"] == "low" and sent["output_format"] == "webp"
+    assert sent["prompt"] == "the same scene at dusk"
+    assert "background" not in sent  # left at "default": not sent
+    assert response.output_format == "webp" and response.usage is not None
+    assert "gpt-image-2" in history_html(form)
+
+
 def test_bad_path_shows_one_red_line_and_the_form_stays_usable(
     form: VariationForm, image_path: Path, loopback: LoopbackServer
 ) -> None:
