@@ -19,6 +19,7 @@ Run: python benchmarks/engine.py [--grids DIR]   (DIR gets input + samples PNG s
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ QUERIES = 4000
 class Row:
     photo: str
     single: float
+    cpu: float
     pair_wall: float
     pair_latency: float
     coherence: float
@@ -97,10 +99,11 @@ def flipped_and_cropped(pixels: np.ndarray) -> np.ndarray:
     return to_array(image.resize((side, side), Image.LANCZOS))
 
 
-def generate(image: Image.Image, seed: int) -> tuple[Image.Image, float]:
-    start = time.perf_counter()
+def generate(image: Image.Image, seed: int) -> tuple[Image.Image, float, float]:
+    """The sample, its wall time and its CPU time (this thread only)."""
+    start, cpu = time.perf_counter(), time.thread_time()
     out = generate_variation(image, size=SIZE, seed=seed)
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, time.thread_time() - cpu
 
 
 def measure(photo: str, image: Image.Image, grids: Path | None) -> Row:
@@ -109,24 +112,25 @@ def measure(photo: str, image: Image.Image, grids: Path | None) -> Row:
     with ThreadPoolExecutor(max_workers=2) as pool:
         pair = list(pool.map(lambda seed: generate(image, seed), SEEDS))
     pair_wall = (time.perf_counter() - start) / len(SEEDS)
-    outputs = [to_array(out) for out, _ in single]
+    outputs = [to_array(out) for out, _, _ in single]
     deterministic = all(
-        np.array_equal(a, to_array(b)) for a, (b, _) in zip(outputs, pair, strict=True)
+        np.array_equal(a, to_array(b)) for a, (b, _, _) in zip(outputs, pair, strict=True)
     )
     source = to_array(image.resize((SIZE, SIZE), Image.LANCZOS))
     if grids is not None:
         strip = Image.new("RGB", (SIZE * (len(SEEDS) + 1) + 16, SIZE), "white")
         strip.paste(Image.fromarray(np.uint8(np.rint(source * 255))), (0, 0))
-        for i, (out, _) in enumerate(single):
+        for i, (out, _, _) in enumerate(single):
             strip.paste(out, (16 + SIZE * (i + 1), 0))
         strip.save(grids / f"engine_{photo}.png")
     source_grey = grey(source)
     greys = np.stack([grey(o) for o in outputs])
     return Row(
         photo=photo,
-        single=float(np.mean([t for _, t in single])),
+        single=float(np.mean([t for _, t, _ in single])),
+        cpu=float(np.mean([c for _, _, c in single])),
         pair_wall=pair_wall,
-        pair_latency=float(np.mean([t for _, t in pair])),
+        pair_latency=float(np.mean([t for _, t, _ in pair])),
         coherence=patch_distance(outputs, [source]),
         completeness=patch_distance([source], outputs),
         diversity=float(greys.std(axis=0).mean() / source_grey.std()),
@@ -147,26 +151,32 @@ def main() -> None:
         "astronaut": sample_image("astronaut"),
         "chelsea": Image.fromarray(skimage.data.chelsea()),
     }
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     generate(square(photos["coffee"]), 99)  # warm-up: imports and first-call costs
     rows = [measure(name, square(image), args.grids) for name, image in photos.items()]
-    print(f"engine benchmark: {SIZE}x{SIZE}, seeds {list(SEEDS)}, {faiss.omp_get_max_threads()} cores")
-    header = (
-        f"{'photo':<10} {'s/sample':>8} {'s/sample':>8} {'latency':>8} {'coher.':>8} "
-        f"{'ref.':>8} {'compl.':>8} {'divers.':>7} {'1-SSIM':>7} {'same':>5}"
-    )
-    print(f"{'':<10} {'1 thread':>8} {'2 thr.':>8} {'2 thr.':>8} {'<=0.001':>8} "
-          f"{'flip+crop':>8} {'<=0.003':>8} {'>=0.25':>7} {'>=0.05':>7} {'seed':>5}")
-    print(header)
-    for r in rows:
-        print(
-            f"{r.photo:<10} {r.single:8.2f} {r.pair_wall:8.2f} {r.pair_latency:8.2f} "
-            f"{r.coherence:8.5f} {r.reference:8.5f} {r.completeness:8.5f} {r.diversity:7.3f} "
-            f"{r.min_dissimilarity:7.3f} {'yes' if r.deterministic else 'NO':>5}"
-        )
+    print(f"engine benchmark: {SIZE}x{SIZE}, seeds {list(SEEDS)}, {os.cpu_count()} cores")
+    print(f"(load average at start: {load}; other jobs may share the machine)")
+    columns = [  # title, target, width, format, value
+        ("s/1thr", "", 7, ".2f", lambda r: r.single),
+        ("cpu s", "", 6, ".2f", lambda r: r.cpu),
+        ("s/2thr", "<=2.5", 7, ".2f", lambda r: r.pair_wall),
+        ("lat2thr", "", 7, ".2f", lambda r: r.pair_latency),
+        ("coher.", "<=0.001", 8, ".5f", lambda r: r.coherence),
+        ("flip+crop", "(ref.)", 9, ".5f", lambda r: r.reference),
+        ("compl.", "<=0.003", 8, ".5f", lambda r: r.completeness),
+        ("divers.", ">=0.25", 7, ".3f", lambda r: r.diversity),
+        ("1-SSIM", ">=0.05", 7, ".3f", lambda r: r.min_dissimilarity),
+        ("same", "seed", 5, "", lambda r: "yes" if r.deterministic else "NO"),
+    ]
+    print(f"{'photo':<10}" + "".join(f" {c[0]:>{c[2]}}" for c in columns))
+    print(f"{'target':<10}" + "".join(f" {c[1]:>{c[2]}}" for c in columns))
+    for row in rows:
+        print(f"{row.photo:<10}" + "".join(f" {c[4](row):>{c[2]}{c[3]}}" for c in columns))
     print(
-        "s/sample 2 thr. = wall time of the 4 samples run two at a time / 4; latency = mean "
-        "time of one call while two run; 1-SSIM = smallest over the samples; same seed = "
-        "the two-thread run reproduced the one-thread samples exactly."
+        "s/1thr: wall s per sample, one at a time (cpu s: its CPU time); s/2thr: wall time of"
+        " the 4 samples run two at a time on two threads / 4 (lat2thr: mean time of one call"
+        " then); 1-SSIM: smallest over the samples; same seed: the two-thread run reproduced"
+        " the one-thread samples exactly."
     )
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 # tests/ first: its loopback server, and `robustness` meaning the test package, not this file.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from loopback import LoopbackServer  # noqa: E402
-from robustness.cases import (  # noqa: E402
+from loopback import LoopbackServer
+from robustness.cases import (
     FAULT_CASES,
     INPUT_CASES,
     AssetServer,

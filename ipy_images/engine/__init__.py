@@ -29,6 +29,7 @@ SIZES = (256, 512, 1024)
 WORK_SIZE = 256
 """Resolution the generator works at; larger outputs are upsampled from its result."""
 MIN_INPUT = 16
+"""Smallest input side accepted (it is resized to WORK_SIZE)."""
 MAX_DIVERSITY = 4.0
 
 
@@ -47,9 +48,10 @@ def generate_variation(
     """One variation of ``image`` (RGB, square) as an RGB PIL image of ``size`` x ``size``.
 
     ``size`` is 256, 512 or 1024; the same ``seed`` gives the same picture. ``diversity``
-    > 0 scales how far the result departs from the input (1.0 = default; 2.0 = about twice
-    the noise). Raises EngineCancelled when ``cancel`` is set (checked between pyramid
-    levels) and ValueError for invalid arguments.
+    in (0, 4] scales the noise that reshuffles the layout (1.0 = default; from about 1.5 up,
+    whole objects also move and repeat more). Whatever the value, a draw that comes out
+    nearly identical to the input is re-drawn with more noise. Raises EngineCancelled when
+    ``cancel`` is set (checked between pyramid levels) and ValueError for invalid arguments.
     """
     _validate(image, size, seed, diversity, cancel)
     import faiss
@@ -72,14 +74,12 @@ def generate_variation(
     if size == WORK_SIZE:
         out = result.image
     else:
-        nnf = upsample_nnf(result.nnf, size - PATCH + 1)
+        nnf = upsample_nnf(result.nnf, size - PATCH + 1, PATCH)
         out = vote(resize(pixels, size, size), nnf, PATCH)
     return _to_pil(out)
 
 
-def _validate(
-    image: object, size: object, seed: object, diversity: object, cancel: object
-) -> None:
+def _validate(image: object, size: object, seed: object, diversity: object, cancel: object) -> None:
     from PIL import Image
 
     if not isinstance(image, Image.Image):

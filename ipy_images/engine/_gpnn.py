@@ -25,14 +25,19 @@ from ._search import PatchIndex
 
 PATCH = 7
 RATIO = 0.75
+NOISE = 1.0
+"""Std of the Gaussian noise added to the coarsest level (pixels in [0, 1]) at diversity 1."""
+COARSEST = 16
+"""Side of the coarsest level at diversity <= 1 (a 256 px image then has 11 levels)."""
+MIN_COARSEST = 12
+"""Side of the coarsest level at diversity >= 1.8."""
 CHECK_SIZE = 48
 """The near-copy check runs after the first level at least this large."""
-COPY_LIMIT = 0.5
-"""A result whose largest rigidly shifted region covers more than this is a near-copy."""
+COPY_LIMIT = 0.6
+"""A draw whose largest rigidly shifted region covers more than this share is a near-copy."""
 REDRAWS = 4
+"""Re-draws allowed after near-copies, each with NOISE_STEP times more noise."""
 NOISE_STEP = 1.6
-NOISE = 1.0
-COARSEST = 16
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,14 @@ class Settings:
 
     @classmethod
     def for_diversity(cls, diversity: float) -> Settings:
-        """Noise grows and the coarsest level shrinks as diversity grows (1.0 = default)."""
-        return cls(noise=NOISE * diversity, coarsest=COARSEST)
+        """Noise grows with diversity (1.0 = default); above 1 the coarsest level shrinks too.
+
+        A smaller coarsest level lets each patch carry more of the picture, so whole
+        objects move and repeat; a larger one (tried for low diversity) only smears them,
+        so it stays at COARSEST there.
+        """
+        coarsest = max(MIN_COARSEST, min(COARSEST, round(COARSEST / diversity**0.5)))
+        return cls(noise=NOISE * diversity, coarsest=coarsest)
 
 
 def pyramid_sizes(size: int, coarsest: int) -> list[int]:
@@ -56,12 +67,11 @@ def pyramid_sizes(size: int, coarsest: int) -> list[int]:
 
 def rounds(level_size: int, *, coarsest: bool) -> int:
     """Replace-and-average rounds at a level: one on the noise (more would pull it back to
-    the source), many where they are cheap, few at the fine levels."""
+    the source), several where they are cheap, one at the fine levels, which start from the
+    coarser level's patch choices and only need to settle the detail."""
     if coarsest:
         return 1
-    if level_size <= 64:
-        return 4
-    return 2 if level_size <= 128 else 1
+    return 4 if level_size <= 64 else 1
 
 
 def copy_fraction(nnf: np.ndarray, grid: int) -> float:
@@ -76,8 +86,10 @@ def copy_fraction(nnf: np.ndarray, grid: int) -> float:
     return float(near.max()) / (grid * grid)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
+    """A generated image, its finest-level NNF and how many near-copies were re-drawn."""
+
     image: np.ndarray
     nnf: np.ndarray
     redraws: int
@@ -89,32 +101,34 @@ def synthesize(
     rng: np.random.Generator,
     check_cancel: Callable[[], None],
 ) -> Result:
-    """A new image the size of ``source`` (square float RGB) and its finest-level NNF."""
+    """A new image the size of ``source`` (square float RGB, side >= 2 * PATCH)."""
     sizes = pyramid_sizes(source.shape[0], settings.coarsest)
     levels = [resize(source, s, s) for s in sizes]
-    noise = settings.noise
-    for redraw in range(REDRAWS + 1):
-        coarse = levels[-1] + noise * rng.standard_normal(levels[-1].shape, dtype=np.float32)
-        image, nnf, copied = _run_levels(levels, coarse, check_cancel, stop_if_copy=redraw < REDRAWS)
-        if not copied:
-            return Result(image, nnf, redraw)
-        noise *= NOISE_STEP
-    raise AssertionError("unreachable: the last draw is never stopped")
+    # The finest level checked for near-copies: the coarsest one at least CHECK_SIZE wide.
+    check_level = max(k for k, s in enumerate(sizes) if s >= min(CHECK_SIZE, sizes[0]))
+    indexes: dict[int, PatchIndex] = {}  # per level, shared by the re-draws
+    noise, redraws = settings.noise, 0
+    while True:
+        start = levels[-1] + noise * rng.standard_normal(levels[-1].shape, dtype=np.float32)
+        checked = check_level if redraws < REDRAWS else None
+        drawn = _run_levels(levels, indexes, start, check_cancel, checked)
+        if drawn is not None:
+            return Result(drawn[0], drawn[1], redraws)
+        noise, redraws = noise * NOISE_STEP, redraws + 1
 
 
 def _run_levels(
     levels: list[np.ndarray],
+    indexes: dict[int, PatchIndex],
     start: np.ndarray,
     check_cancel: Callable[[], None],
-    *,
-    stop_if_copy: bool,
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Coarse-to-fine PNN; returns early with ``copied`` True when the check fails.
+    check_level: int | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Coarse-to-fine PNN from ``start``: the image and NNF, or None for a near-copy.
 
     Each level after the coarsest starts from the coarser level's patch choices carried
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches.
     """
-    checked = False
     estimate = start
     nnf: np.ndarray | None = None
     for k in range(len(levels) - 1, -1, -1):
@@ -122,15 +136,15 @@ def _run_levels(
         target = levels[k]
         size = target.shape[0]
         grid = size - PATCH + 1
-        index = PatchIndex(extract(target, PATCH))
+        if k not in indexes:
+            indexes[k] = PatchIndex(extract(target, PATCH))
         if nnf is not None:
-            nnf = upsample_nnf(nnf, grid)
+            nnf = upsample_nnf(nnf, grid, PATCH)
             estimate = vote(target, nnf, PATCH)
         for _ in range(rounds(size, coarsest=nnf is None)):
-            nnf = index.nearest(extract(estimate, PATCH)).reshape(grid, grid)
+            nnf = indexes[k].nearest(extract(estimate, PATCH)).reshape(grid, grid)
             estimate = vote(target, nnf, PATCH)
-        if stop_if_copy and not checked and size >= CHECK_SIZE:
-            checked = True
-            if copy_fraction(nnf.ravel(), grid) > COPY_LIMIT:
-                return estimate, nnf, True
-    return estimate, nnf, False
+        if k == check_level and copy_fraction(nnf.ravel(), grid) > COPY_LIMIT:
+            return None
+    assert nnf is not None
+    return estimate, nnf

@@ -47,14 +47,14 @@ def vote(source: np.ndarray, nnf: np.ndarray, patch: int) -> np.ndarray:
     return acc / _coverage(rows, cols, patch)[..., None]
 
 
-def upsample_nnf(nnf: np.ndarray, grid: int) -> np.ndarray:
+def upsample_nnf(nnf: np.ndarray, grid: int, patch: int) -> np.ndarray:
     """A square NNF (output and source the same size) carried to a ``grid`` x ``grid`` one.
 
     Each patch keeps the shift (source origin minus own origin) of its counterpart in the
     smaller field, scaled, so regions copied rigidly stay rigid copies at the new size.
     """
     small = nnf.shape[0]
-    factor = grid / small
+    factor = (grid + patch - 1) / (small + patch - 1)  # ratio of the image sizes
     pos = np.minimum((np.arange(grid) / factor).astype(np.int64), small - 1)
     sy, sx = np.divmod(nnf[np.ix_(pos, pos)], small)
     own = np.arange(grid)
@@ -65,5 +65,7 @@ def upsample_nnf(nnf: np.ndarray, grid: int) -> np.ndarray:
 
 def _coverage(rows: int, cols: int, patch: int) -> np.ndarray:
     """How many voted patches cover each output pixel."""
-    counts = np.outer(np.convolve(np.ones(rows), np.ones(patch)), np.convolve(np.ones(cols), np.ones(patch)))
+    counts = np.outer(
+        np.convolve(np.ones(rows), np.ones(patch)), np.convolve(np.ones(cols), np.ones(patch))
+    )
     return counts.astype(np.float32)

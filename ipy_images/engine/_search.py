@@ -20,7 +20,7 @@ EXACT_MAX = 6000
 """Largest key set searched exactly; larger ones use an inverted-file index."""
 TRAIN_MAX = 12000
 """At most this many keys train the PCA."""
-NPROBE = 6
+NPROBE = 3
 """Inverted lists visited per query."""
 
 

@@ -180,6 +180,69 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:90]}"
 
 
+DEADLINE = 30.0  # seconds; a call still running by then is reported as hanging
+QUICK_DEADLINE = 5.0  # for preparing a 64 px picture, which takes milliseconds
+
+
+class Hung(Exception):
+    """The call did not return within its deadline."""
+
+
+def within(seconds: float, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` on a daemon thread; its result or exception, or Hung.
+
+    A hanging call is a finding to report, not a reason to stall the whole suite (the
+    thread is left behind: Python cannot stop it).
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = function(*args, **kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="robustness-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise Hung(f"{getattr(function, '__name__', function)} still running after {seconds} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def in_child(seconds: float, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """`function(*args, **kwargs)` in a forked process, killed after `seconds` (then Hung).
+
+    For pure functions that may spin forever: unlike a thread, a process can be stopped,
+    so a hang does not slow the rest of the run. Re-raises the child's exception.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            function(*args, **kwargs)
+            sender.send(None)
+        except Exception as exc:
+            sender.send(exc)
+
+    child = context.Process(target=run, daemon=True)
+    child.start()
+    try:
+        if not receiver.poll(seconds):
+            raise Hung(f"{getattr(function, '__name__', function)} still running after {seconds} s")
+        error = receiver.recv()
+    finally:
+        child.kill()
+        child.join()
+    if error is not None:
+        raise error
+
+
 # -- bad input corpus --------------------------------------------------------------------
 
 
@@ -206,12 +269,16 @@ Builder = Callable[[Path, AssetServer], Any]
 
 @dataclass(frozen=True)
 class InputCase:
-    """`build(workdir, assets)` makes the source; `options` override the request defaults."""
+    """`build(workdir, assets)` makes the source; `options` override the request defaults.
+
+    With `prepare`, the source goes to `prepare_image` alone (its own options).
+    """
 
     name: str
     build: Builder
     expect: Expect
     options: Mapping[str, Any] = field(default_factory=dict)
+    prepare: Mapping[str, Any] | None = None  # call prepare_image(source, **prepare) instead
 
 
 def _file(name: str, content: bytes | Callable[[], bytes]) -> Builder:
@@ -327,6 +394,12 @@ INPUT_CASES: tuple[InputCase, ...] = (
         "1x1 image, fit=pad", _value(lambda: photo((1, 1))), _err(IMG, "too small"), {"fit": "pad"}
     ),
     InputCase("20000x10 strip (crop)", _value(lambda: photo((20000, 10))), _err(IMG, "fit='pad'")),
+    InputCase(
+        "max_bytes below any PNG",
+        _value(photo),
+        _err(PARAM, "max_bytes"),
+        prepare={"max_bytes": 50},
+    ),
     InputCase("n=0", _file("ok.png", _png), _err(PARAM, "n must be between 1"), {"n": 0}),
     InputCase("n=-3", _file("ok.png", _png), _err(PARAM, "n must be between 1"), {"n": -3}),
     InputCase("n=10**9", _file("ok.png", _png), _err(PARAM, "n must be between 1"), {"n": 10**9}),
@@ -433,7 +506,12 @@ def run_input_case(
     before = len(server.requests)
     started = time.perf_counter()
     try:
-        response = ii.create_variation(source, **{**request_defaults(server), **case.options})
+        if case.prepare is not None:
+            in_child(QUICK_DEADLINE, ii.prepare_image, source, **case.prepare)
+            raise AssertionError("prepare_image accepted it")
+        response = within(
+            DEADLINE, ii.create_variation, source, **{**request_defaults(server), **case.options}
+        )
     except Exception as exc:
         got, error, response = describe_error(exc), exc, None
     else:
@@ -467,7 +545,7 @@ def run_input_case(
     return Outcome(case.name, str(expect), got, held, seconds)
 
 
-# -- wrong types -------------------------------------------------------------------------
+# -- wrong types ----------------------------------------------------------------------
 
 WRONG_VALUES: tuple[tuple[str, Any], ...] = (
     ("None", None),
@@ -487,7 +565,8 @@ class TypeCase:
 
     The error message must name the problem: contain one of `words` as a whole word
     (default: the parameter's name), or with `names_type` the value's type name.
-    `none_ok`: None is a legitimate value there (the default), so it is not tried.
+    `valid`: labels of WRONG_VALUES that are legitimate there (None for "the default",
+    3.5 for a number of seconds), so they are not tried.
     """
 
     function: str
@@ -495,7 +574,7 @@ class TypeCase:
     call: Callable[[str, Any], Any]
     words: tuple[str, ...] = ()
     names_type: bool = False
-    none_ok: bool = False
+    valid: tuple[str, ...] = ()
 
     def wanted(self, value: Any) -> tuple[str, ...]:
         words = self.words or (self.parameter,)
@@ -549,41 +628,56 @@ TYPE_CASES: tuple[TypeCase, ...] = (
         ),
     ),
     TypeCase("create_variation", "n", _option("n")),
-    TypeCase("create_variation", "size", _option("size"), none_ok=True),
+    TypeCase("create_variation", "size", _option("size"), valid=("None",)),
     TypeCase("create_variation", "response_format", _option("response_format")),
     TypeCase("create_variation", "fit", _option("fit")),
-    TypeCase("create_variation", "model", _option("model"), none_ok=True),
-    TypeCase("create_variation", "user", _option("user"), none_ok=True),
-    TypeCase("create_variation", "on_image", _option("on_image"), none_ok=True),
-    TypeCase("VariationClient", "backend", _client_option("backend"), none_ok=True),
-    TypeCase("VariationClient", "api_key", _client_option("api_key"), none_ok=True),
-    TypeCase("VariationClient", "base_url", _client_option("base_url"), none_ok=True),
-    TypeCase("VariationClient", "timeout", _client_option("timeout")),
+    TypeCase("create_variation", "model", _option("model"), valid=("None",)),
+    TypeCase("create_variation", "user", _option("user"), valid=("None",)),
+    TypeCase("create_variation", "on_image", _option("on_image"), valid=("None",)),
+    TypeCase("VariationClient", "backend", _client_option("backend"), valid=("None",)),
+    TypeCase("VariationClient", "api_key", _client_option("api_key"), valid=("None",)),
+    TypeCase("VariationClient", "base_url", _client_option("base_url"), valid=("None",)),
+    TypeCase("VariationClient", "timeout", _client_option("timeout"), valid=("3.5",)),
     TypeCase("VariationClient", "max_retries", _client_option("max_retries")),
     TypeCase("VariationClient", "max_concurrency", _client_option("max_concurrency")),
     TypeCase("prepare_image", "source", lambda b, v: ii.prepare_image(v), ("image",), True),
     TypeCase("prepare_image", "fit", lambda b, v: ii.prepare_image(photo(), fit=v)),
-    TypeCase("prepare_image", "max_side", lambda b, v: ii.prepare_image(photo(), max_side=v)),
-    TypeCase("prepare_image", "max_bytes", lambda b, v: ii.prepare_image(photo(), max_bytes=v)),
+    TypeCase(
+        "prepare_image",
+        "max_side",
+        lambda b, v: ii.prepare_image(photo(), max_side=v),
+        valid=("3.5",),
+    ),
+    TypeCase(
+        "prepare_image",
+        "max_bytes",
+        lambda b, v: ii.prepare_image(photo(), max_bytes=v),
+        valid=("3.5",),  # a number: the type is right (tiny limits are an input case)
+    ),
     TypeCase("load_image", "source", lambda b, v: ii.load_image(v), ("image",), True),
     TypeCase("ImageGrid", "images", lambda b, v: ii.ImageGrid(v), ("images", "image"), True),
-    TypeCase("ImageGrid", "titles", lambda b, v: ii.ImageGrid([photo()], titles=v), none_ok=True),
-    TypeCase("ImageGrid", "columns", lambda b, v: ii.ImageGrid([photo()], columns=v), none_ok=True),
+    TypeCase(
+        "ImageGrid", "titles", lambda b, v: ii.ImageGrid([photo()], titles=v), valid=("None",)
+    ),
+    TypeCase(
+        "ImageGrid", "columns", lambda b, v: ii.ImageGrid([photo()], columns=v), valid=("None",)
+    ),
     TypeCase("ImageGrid", "thumb_size", lambda b, v: ii.ImageGrid([photo()], thumb_size=v)),
     TypeCase("ImageGrid.compare", "rows", lambda b, v: ii.ImageGrid.compare(v), names_type=True),
-    TypeCase("sample_image", "name", lambda b, v: ii.sample_image(v)),
+    TypeCase("sample_image", "name", lambda b, v: ii.sample_image(v), words=("sample image",)),
     TypeCase(
         "ImagesResponse.from_dict",
         "raw",
         lambda b, v: ImagesResponse.from_dict(v),
         words=("JSON object",),
+        valid=("{'a': 1}",),  # an object without "data": a response with no images
     ),
     TypeCase(
         "ImagesResponse.from_dict",
         "data",
         lambda b, v: ImagesResponse.from_dict({"created": 1, "data": v}),
         words=("'data'",),
-        none_ok=True,  # "data": null reads as no images
+        valid=("None",),  # "data": null reads as no images
     ),
 )
 
@@ -603,7 +697,9 @@ def run_type_case(case: TypeCase, label: str, value: Any, server: LoopbackServer
     expected = f"clear error naming {' or '.join(map(repr, wanted))}, no request"
     before = len(server.requests)
     try:
-        case.call(server.base_url, value)
+        within(DEADLINE, case.call, server.base_url, value)
+    except Hung:
+        return Outcome(name, expected, f"still running after {DEADLINE:g} s (hangs)", False)
     except Exception as exc:
         sent = len(server.requests) - before
         clear = isinstance(exc, CLEAR_ERRORS) and any(_names(str(exc), w) for w in wanted)
@@ -619,11 +715,15 @@ def type_matrix() -> list[tuple[TypeCase, str, Any]]:
         (case, label, value)
         for case in TYPE_CASES
         for label, value in WRONG_VALUES
-        if not (value is None and case.none_ok)
+        if label not in case.valid
     ]
 
 
 # -- fault matrix ------------------------------------------------------------------------
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -637,7 +737,7 @@ class FaultExpect:
     partial: tuple[int, ...] = (0,)
 
     def __str__(self) -> str:
-        tries = f"{self.attempts} attempt{'s' if self.attempts > 1 else ''}"
+        tries = _attempts(self.attempts)
         if self.error is None:
             return f"ok, {self.images} images, {tries}"
         kept = "/".join(map(str, self.partial))
@@ -832,7 +932,7 @@ def run_fault_case(case: FaultCase, server: LoopbackServer) -> Outcome:
         attempts = len(server.requests)
         partial = exc.partial if isinstance(exc, ii.APIError) else None
         kept = len(partial.data) if partial else 0
-        got = f"{type(exc).__name__}, {attempts} attempts, partial {kept}"
+        got = f"{type(exc).__name__}, {_attempts(attempts)}, partial {kept}"
         held = (
             expect.error is not None
             and isinstance(exc, expect.error)
@@ -843,7 +943,7 @@ def run_fault_case(case: FaultCase, server: LoopbackServer) -> Outcome:
         return Outcome(case.id, str(expect), got, held, seconds)
     seconds = time.perf_counter() - started
     attempts = len(server.requests)
-    got = f"ok, {len(response.data)} images, {attempts} attempts"
+    got = f"ok, {len(response.data)} images, {_attempts(attempts)}"
     held = (
         expect.error is None
         and attempts == expect.attempts

@@ -1,0 +1,180 @@
+"""Tests of the local variation engine (ipy_images.engine) and the bundled sample photos."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from ipy_images import sample_image
+from ipy_images.engine import EngineCancelled, generate_variation
+from ipy_images.errors import InvalidParameterError
+
+NEAR_COPY_SEED = 0
+"""A seed whose first draw on the astronaut comes out as a near-copy."""
+
+
+def _no_cancel() -> None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def coffee() -> Image.Image:
+    return ImageOps.fit(sample_image("coffee"), (256, 256))
+
+
+@pytest.fixture(scope="module")
+def coffee_seed_0(coffee: Image.Image) -> Image.Image:
+    return generate_variation(coffee, size=256, seed=0)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def test_same_seed_gives_the_same_image(coffee: Image.Image, coffee_seed_0: Image.Image) -> None:
+    again = generate_variation(coffee, size=256, seed=0)
+    assert np.array_equal(np.asarray(again), np.asarray(coffee_seed_0))
+
+
+def test_different_seeds_give_different_variations(
+    coffee: Image.Image, coffee_seed_0: Image.Image
+) -> None:
+    other = generate_variation(coffee, size=256, seed=1)
+    difference = np.abs(pixels(other) - pixels(coffee_seed_0)).mean()
+    assert difference > 0.05  # not a few changed pixels: a different picture
+
+
+def test_a_variation_is_neither_a_copy_nor_noise(
+    coffee: Image.Image, coffee_seed_0: Image.Image
+) -> None:
+    out, source = pixels(coffee_seed_0), pixels(coffee)
+    assert np.abs(out - source).mean() > 0.05
+    # Same palette: every output colour is close to one of the input's colours.
+    palette = source.reshape(-1, 3)[::7]
+    sample = out.reshape(-1, 3)[::97]
+    nearest = ((sample[:, None, :] - palette[None, :, :]) ** 2).sum(-1).min(axis=1)
+    assert np.quantile(nearest, 0.95) < 0.01
+
+
+@pytest.mark.parametrize("size", [256, 512, 1024])
+def test_each_size_gives_an_rgb_square_of_that_size(coffee: Image.Image, size: int) -> None:
+    out = generate_variation(coffee, size=size, seed=3)
+    assert out.mode == "RGB"
+    assert out.size == (size, size)
+
+
+def test_larger_sizes_keep_the_layout_of_the_working_size(coffee: Image.Image) -> None:
+    small = generate_variation(coffee, size=256, seed=5)
+    large = generate_variation(coffee, size=512, seed=5)
+    shrunk = large.resize((256, 256), Image.LANCZOS)
+    assert np.abs(pixels(shrunk) - pixels(small)).mean() < 0.03
+
+
+def test_rgba_input_is_composited_over_white() -> None:
+    rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    rgba.paste((200, 30, 30, 255), (0, 0, 32, 64))
+    out = generate_variation(rgba, size=256, seed=0)
+    assert out.mode == "RGB"
+    colours = pixels(out).reshape(-1, 3)
+    # Only red and white (the transparent half) come out, never the hidden black.
+    assert colours.min(axis=1).max() > 0.9
+    assert colours.sum(axis=1).min() > 0.5
+
+
+class _SetOnCheck(threading.Event):
+    """An event that sets itself on its ``after``-th is_set() call, counting the calls."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.checks = 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        if self.checks == self.after:
+            self.set()
+        return super().is_set()
+
+
+def test_a_set_event_cancels_before_any_work(coffee: Image.Image) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(EngineCancelled):
+        generate_variation(coffee, size=256, seed=0, cancel=cancel)
+
+
+def test_cancel_set_during_generation_stops_at_the_next_level(coffee: Image.Image) -> None:
+    cancel = _SetOnCheck(after=4)
+    with pytest.raises(EngineCancelled):
+        generate_variation(coffee, size=256, seed=0, cancel=cancel)
+    assert cancel.checks == 4  # stopped at the check that saw the event, nothing after it
+
+
+def test_near_copy_is_detected_and_redrawn() -> None:
+    from ipy_images.engine import _gpnn, _patches
+
+    source = pixels(ImageOps.fit(sample_image("astronaut"), (256, 256)))
+    settings = _gpnn.Settings.for_diversity(1.0)
+    result = _gpnn.synthesize(source, settings, np.random.default_rng(NEAR_COPY_SEED), _no_cancel)
+    assert result.redraws >= 1
+
+    # The draw that was rejected: same first noise, run to the end without the check.
+    levels = [_patches.resize(source, s, s) for s in _gpnn.pyramid_sizes(256, settings.coarsest)]
+    noise = np.random.default_rng(NEAR_COPY_SEED).standard_normal(
+        levels[-1].shape, dtype=np.float32
+    )
+    drawn = _gpnn._run_levels(levels, {}, levels[-1] + settings.noise * noise, _no_cancel, None)
+    assert drawn is not None
+    rejected, rejected_nnf = drawn
+    grid = 256 - _gpnn.PATCH + 1
+    assert _gpnn.copy_fraction(rejected_nnf.ravel(), grid) > _gpnn.COPY_LIMIT
+    assert _gpnn.copy_fraction(result.nnf.ravel(), grid) < _gpnn.COPY_LIMIT
+    assert np.abs(result.image - source).mean() > 2 * np.abs(rejected - source).mean()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image": "coffee.png"}, "PIL image"),
+        ({"image": Image.new("RGB", (64, 48))}, "square"),
+        ({"image": Image.new("RGB", (8, 8))}, "at least"),
+        ({"size": 300}, "size"),
+        ({"size": "256"}, "size"),
+        ({"size": True}, "size"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"diversity": 0}, "diversity"),
+        ({"diversity": -1.0}, "diversity"),
+        ({"diversity": float("nan")}, "diversity"),
+        ({"diversity": 100.0}, "diversity"),
+        ({"cancel": True}, "cancel"),
+    ],
+)
+def test_invalid_arguments_are_rejected(change: dict[str, object], message: str) -> None:
+    arguments: dict[str, object] = {
+        "image": Image.new("RGB", (64, 64)),
+        "size": 256,
+        "seed": 0,
+        "diversity": 1.0,
+        "cancel": None,
+    }
+    arguments.update(change)
+    image = arguments.pop("image")
+    with pytest.raises(ValueError, match=message):
+        generate_variation(image, **arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "size"), [("coffee", (512, 341)), ("astronaut", (512, 512))])
+def test_sample_images_are_bundled_rgb_photos(name: str, size: tuple[int, int]) -> None:
+    image = sample_image(name)
+    assert image.mode == "RGB"
+    assert image.size == size
+    assert np.asarray(image).std() > 30  # a photo, not a blank
+
+
+def test_unknown_sample_name_lists_the_valid_ones() -> None:
+    with pytest.raises(InvalidParameterError, match="coffee, astronaut"):
+        sample_image("cat")
