@@ -30,6 +30,11 @@ def resolve(
     `local` with neither key nor base URL, `variations` with a base URL, `edits` with
     only a key (that is OpenAI itself).
     """
+    for option, value in (("backend", backend), ("api_key", api_key), ("base_url", base_url)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidParameterError(
+                f"{option} must be a string or None, not {type(value).__name__}."
+            )
     # Keys pasted from files often end in a newline, which would corrupt the header.
     api_key = (api_key or os.environ.get("OPENAI_API_KEY") or "").strip() or None
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def new_run_directory(parent: Path) -> Path:
@@ -28,7 +28,7 @@ def write_run(target: Path, files: dict[str, bytes]) -> Path:
     place only once every file is written; names are plain file names, never paths.
     """
     for name in files:
-        if not _SAFE_NAME.match(name):
+        if not SAFE_NAME.match(name):
             raise ValueError(f"refusing to write {name!r}: not a plain file name")
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
     try:

@@ -26,4 +26,6 @@ def sample_image(name: str = "coffee") -> Image.Image:
     with files(__package__).joinpath("samples", f"{name}.png").open("rb") as stream:
         image = Image.open(stream)
         image.load()
-    return image.convert("RGB")
+    picture = image.convert("RGB")
+    picture.filename = f"{name}.png"  # so captions and metadata name the photo
+    return picture

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import resolve
 from ._sync import run_sync
 from .backends import backend_class
-from .errors import APIError
+from .errors import APIError, InvalidParameterError
 from .models import ImageData, ImagesResponse, VariationRequest
 
 if TYPE_CHECKING:
@@ -62,8 +62,18 @@ class AsyncVariationClient:
         max_concurrency: int = 4,
     ) -> None:
         self._settings = resolve(backend, api_key, base_url)
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidParameterError(
+                f"timeout must be a positive number of seconds, not {timeout!r}."
+            )
+        for option, value, least in (
+            ("max_retries", max_retries, 0),
+            ("max_concurrency", max_concurrency, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InvalidParameterError(
+                    f"{option} must be at least {least} (a whole number), not {value!r}."
+                )
         self.model = model
         self.timeout = timeout
         self.max_retries = max_retries
@@ -168,6 +178,10 @@ class AsyncVariationClient:
             InvalidImageError, InvalidParameterError: before any request is sent.
             APIError: its `partial` holds every image that did arrive.
         """
+        if on_image is not None and not callable(on_image):
+            raise InvalidParameterError(
+                f"on_image must be a function taking (index, data), not {type(on_image).__name__}."
+            )
         request = self.build_request(
             n=n,
             size=size,

@@ -12,12 +12,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import SAFE_NAME as _SAFE_NAME
 from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -109,7 +110,16 @@ class ImageGrid:
         self._original: _Cell | None = None
         if original is not None:
             self._original = self._cell(original, original_title, original=True)
+        if isinstance(images, (str, bytes, Path, Mapping)) or not isinstance(images, Iterable):
+            raise InvalidParameterError(
+                f"images must be a list of images, not a {type(images).__name__}; "
+                "wrap a single image in a list."
+            )
         images = list(images)
+        if titles is not None and not isinstance(titles, (list, tuple)):
+            raise InvalidParameterError(
+                f"titles must be a list of strings, not a {type(titles).__name__}."
+            )
         if titles is not None and len(titles) != len(images):
             raise InvalidParameterError(
                 f"got {len(titles)} titles for {len(images)} images; give one title per image."
@@ -184,6 +194,10 @@ class ImageGrid:
 
         Existing files are never overwritten: a taken name gets a `-2`, `-3`... suffix.
         """
+        if not isinstance(prefix, str) or not _SAFE_NAME.match(prefix):
+            raise InvalidParameterError(
+                f"prefix must be a plain file name (letters, digits, . _ -), not {prefix!r}."
+            )
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         stems = (["original"] if self._original else []) + [
@@ -245,8 +259,16 @@ class ComparisonGrid:
     ) -> None:
         self.thumb_size = thumb_size
         self.rows: list[tuple[str, ImageGrid]] = []
-        for label, item in rows:
-            self.add_row(label, item)
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            raise InvalidParameterError(
+                f"rows must be a list of (label, images) pairs, not a {type(rows).__name__}."
+            )
+        for row in rows:
+            if not isinstance(row, (tuple, list)) or len(row) != 2:
+                raise InvalidParameterError(
+                    f"each of rows must be a (label, images) pair, not {type(row).__name__}."
+                )
+            self.add_row(*row)
 
     def add_row(self, label: str | None, item: Any) -> ImageGrid:
         """Add a row from an `ImagesResponse`, an `ImageGrid` or a list of images; the row's
@@ -462,11 +484,12 @@ def _encode(picture: Image.Image, fmt: str) -> bytes:
 
 def _write_new_png(folder: Path, stem: str, image: Image.Image) -> Path:
     """Write `stem.png`, or `stem-2.png`... if taken; "x" mode makes the check race-free."""
+    content = _encode(image, "png")  # encoded first: a failure leaves no file behind
     for attempt in range(1, 10_000):
         path = folder / (f"{stem}.png" if attempt == 1 else f"{stem}-{attempt}.png")
         try:
             with path.open("xb") as handle:
-                image.save(handle, "PNG")
+                handle.write(content)
         except FileExistsError:
             continue
         return path

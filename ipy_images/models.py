@@ -54,6 +54,12 @@ class VariationRequest:
             raise InvalidParameterError(f"n must be a whole number, not {self.n!r}.")
         if not 1 <= self.n <= max_n:
             raise InvalidParameterError(f"n must be between 1 and {max_n}, not {self.n}.")
+        for name in ("size", "model", "user", "prompt", "response_format"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidParameterError(
+                    f"{name} must be a string or None, not {type(value).__name__}."
+                )
         if self.fit not in ("crop", "pad", "strict"):
             raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {self.fit!r}.")
         if self.seed is not None and (

@@ -79,9 +79,17 @@ def prepare_image(
     """
     if fit not in FITS:
         raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {fit!r}.")
+    for option, value, least in (("max_side", max_side, MIN_SIDE), ("max_bytes", max_bytes, 4096)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidParameterError(
+                f"{option} must be a whole number of at least {least}, not {value!r}."
+            )
     image, name = load_image(source, draft_side=max_side)
     original_size = image.size
     image = _to_8bit(image)
+    if square and fit == "pad":
+        # Shrink before padding: padding a 20000x10 strip first would build a huge canvas.
+        image = _downscale(image, max_side)
     if square:
         image = _make_square(image, fit, name)
     elif min(image.size) < MIN_SIDE:
@@ -92,6 +100,8 @@ def prepare_image(
     image = _downscale(image, max_side)
     png = _encode_png(image)
     while len(png) >= max_bytes:
+        if min(image.size) <= MIN_SIDE:
+            raise InvalidImageError(f"{name} cannot be made smaller than {max_bytes} bytes.")
         scale = math.sqrt(max_bytes / len(png)) * 0.95
         image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
         png = _encode_png(image)
@@ -234,6 +244,8 @@ def _decode(content: bytes, name: str, draft_side: int | None) -> Image.Image:
             if draft_side and image.format == "JPEG":
                 image.draft("RGB", (draft_side, draft_side))
             image.load()
+    except InvalidImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidImageError(
             f"{name} is a decompression bomb (its header claims a huge image); refused."
