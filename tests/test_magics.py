@@ -73,6 +73,8 @@ def fresh(ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     magics = magics_of(ip)
     for name, trait in magics.traits(config=True).items():
         setattr(magics, name, trait.default())
+    # %config also writes the shell's config, which a later reload would read back.
+    ip.config.pop("VariationMagics", None)
 
 
 def magics_of(ip: InteractiveShell) -> VariationMagics:
