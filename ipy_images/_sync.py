@@ -33,6 +33,14 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` to completion from synchronous code and return its result."""
+    loop = background_loop()
+    if _running_loop() is loop:
+        coroutine.close()
+        # Waiting here would block the very loop that has to run the coroutine.
+        raise RuntimeError(
+            "a synchronous ipy_images call was made on its own event loop (in a widget "
+            "callback or an on_image function); await the async form (e.g. avary) instead."
+        )
     finished = threading.Event()
 
     async def run() -> T:
@@ -41,7 +49,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         finally:
             finished.set()
 
-    future = asyncio.run_coroutine_threadsafe(run(), background_loop())
+    future = asyncio.run_coroutine_threadsafe(run(), loop)
     try:
         return _wait(future)
     except KeyboardInterrupt:
@@ -59,3 +67,10 @@ def _wait(future: concurrent.futures.Future[T]) -> T:
             return future.result(timeout=0.2)
         except concurrent.futures.TimeoutError:
             continue
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

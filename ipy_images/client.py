@@ -17,7 +17,7 @@ from ._config import resolve
 from ._sync import run_sync
 from .backends import backend_class
 from .errors import APIError, InvalidParameterError
-from .models import ImageData, ImagesResponse, VariationRequest
+from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, VariationRequest
 
 if TYPE_CHECKING:
     import httpx
@@ -88,6 +88,11 @@ class AsyncVariationClient:
     @property
     def base_url(self) -> str | None:
         return self._settings.base_url
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """This client's options without the API key: what a response remembers for `vary`."""
+        return {name: getattr(self, name) for name in CLIENT_OPTIONS}
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -220,7 +225,11 @@ class AsyncVariationClient:
 
         async def batch(first: int, count: int) -> ImagesResponse:
             async with limit:
-                return await backend.create(prepared, request, count, first_index=first, emit=emit)
+                response = await backend.create(
+                    prepared, request, count, first_index=first, emit=emit
+                )
+            response.client_options = self.options
+            return response
 
         starts = range(0, request.n, backend.max_batch)
         tasks = [

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from .grid import ImageGrid
     from .sources import PreparedImage
 
-__all__ = ["ImageData", "ImagesResponse", "Usage", "VariationRequest"]
+__all__ = ["ImageData", "ImagesResponse", "ResultImage", "Usage", "VariationRequest"]
+
+# The client options a response remembers for `vary`; the API key is never among them.
+CLIENT_OPTIONS = ("backend", "base_url", "model", "timeout", "max_retries", "max_concurrency")
 
 
 @dataclass
@@ -223,8 +226,10 @@ _RESPONSE_FIELDS = ("background", "output_format", "quality", "size")
 class ImagesResponse:
     """The answer to a variation request, in OpenAI's `ImagesResponse` shape.
 
-    Besides the JSON fields it remembers where it came from: `backend`, `request` and
-    `source` (the prepared input), used by its grid and by `save`.
+    Besides the JSON fields it remembers where it came from: `backend`, `request`,
+    `client_options` (without the API key) and `source` (the prepared input), used by its
+    grid, by `save` and by `vary`. `response[i]` is its i-th image as a `ResultImage`,
+    which any source argument accepts; a response made from one knows its `parent`.
     """
 
     created: int
@@ -238,6 +243,7 @@ class ImagesResponse:
     backend: str | None = field(default=None, compare=False)
     request: VariationRequest | None = field(default=None, repr=False, compare=False)
     source: PreparedImage | None = field(default=None, repr=False, compare=False)
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(
@@ -305,8 +311,97 @@ class ImagesResponse:
             out["usage"] = self.usage.to_dict()
         return out
 
+    def __getitem__(self, index: int) -> ResultImage:
+        """The image at `index` (negative counts from the end), with where it came from."""
+        try:
+            return self._result(index)
+        except InvalidParameterError as exc:
+            raise IndexError(str(exc)) from None
+
+    def _result(self, index: int) -> ResultImage:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise InvalidParameterError(
+                f"an image is picked by its position (a whole number), not {index!r}."
+            )
+        count = len(self.data)
+        if not -count <= index < count:
+            raise InvalidParameterError(
+                f"image index {index} is out of range: this response holds {count} "
+                f"image{'' if count == 1 else 's'} (0 to {count - 1})."
+            )
+        return ResultImage(self, index % count)
+
+    @property
+    def parent(self) -> ImagesResponse | None:
+        """The response whose image this one varied (None for a first generation)."""
+        origin = getattr(self.source, "origin", None)
+        return origin.response if origin is not None else None
+
+    @property
+    def parent_index(self) -> int | None:
+        """Which image of `parent` was varied."""
+        origin = getattr(self.source, "origin", None)
+        return origin.index if origin is not None else None
+
+    @property
+    def lineage(self) -> list[ImagesResponse]:
+        """Every generation from the first source to this one, oldest first.
+
+        `lineage[0].source` is the first source; each later generation varied image
+        `parent_index` of the one before.
+        """
+        chain = [self]
+        while (parent := chain[-1].parent) is not None:
+            chain.append(parent)
+        return chain[::-1]
+
+    def vary_options(self, **overrides: Any) -> dict[str, Any]:
+        """The options that made this response (client's and request's together, as
+        `acreate_variation` takes them), updated with `overrides`.
+
+        The API key is not remembered: it comes from `OPENAI_API_KEY` again, or from an
+        `api_key=` override.
+        """
+        options: dict[str, Any] = {"backend": self.backend, **self.client_options}
+        if self.request is not None:
+            options.update(dataclasses.asdict(self.request))
+        return {k: v for k, v in {**options, **overrides}.items() if v is not None}
+
+    def vary(self, index: int, **options: Any) -> ImagesResponse:
+        """Variations of image `index`, with this response's backend and options unless
+        overridden (see `vary_options`); the new response's `parent` is this one.
+
+        Example:
+            >>> better = response.vary(2, n=4)
+            >>> better.parent is response, better.parent_index
+            (True, 2)
+        """
+        from ._sync import run_sync
+
+        return run_sync(self.avary(index, **options))
+
+    async def avary(self, index: int, **options: Any) -> ImagesResponse:
+        """The async form of `vary`, for code already running in an event loop."""
+        from .client import acreate_variation
+
+        picked = self._result(index)
+        return await acreate_variation(picked, **self.vary_options(**options))
+
+    def explore(self, **options: Any) -> Any:
+        """A `VariationExplorer` of this response and its lineage: zoom, A/B wipe, vary."""
+        from .explorer import VariationExplorer
+
+        return VariationExplorer(self, **options)
+
     def metadata(self) -> dict[str, Any]:
-        """Where these images came from: parameters, creation time, backend, source hash."""
+        """Where these images came from: parameters, creation time, backend, source hash,
+        and the lineage back to the first source."""
+        return {
+            **self._generation(),
+            "lineage": [generation._generation() for generation in self.lineage],
+        }
+
+    def _generation(self) -> dict[str, Any]:
         return {
             "created": self.created,
             "backend": self.backend,
@@ -316,6 +411,7 @@ class ImagesResponse:
             else None,
             "usage": self.usage.to_dict() if self.usage else None,
             "revised_prompts": [d.revised_prompt for d in self.data if d.revised_prompt],
+            "parent_index": self.parent_index,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -342,6 +438,54 @@ class ImagesResponse:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return self.to_grid()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+@dataclass(frozen=True, eq=False)
+class ResultImage:
+    """One image of a response, knowing where it came from: `response[index]`.
+
+    Pass it wherever an image source is taken (`create_variation`, `{result[2]}` in
+    `%%variation`, the form): the new response then records it as its `parent`.
+    """
+
+    response: ImagesResponse
+    index: int
+
+    @property
+    def data(self) -> ImageData:
+        return self.response.data[self.index]
+
+    @property
+    def image(self) -> Image.Image:
+        """The picture at full resolution."""
+        return self.data.image
+
+    @property
+    def name(self) -> str:
+        """A file name telling the lineage: `coffee-3.png` is #3 of coffee's variations."""
+        source = self.response.source
+        stem = Path(source.name).stem if source is not None else "result"
+        return f"{stem}-{self.index + 1}.png"
+
+    @property
+    def lineage(self) -> list[ImagesResponse]:
+        return self.response.lineage
+
+    def vary(self, **options: Any) -> ImagesResponse:
+        """Variations of this image: `response.vary(index, **options)`."""
+        return self.response.vary(self.index, **options)
+
+    async def avary(self, **options: Any) -> ImagesResponse:
+        return await self.response.avary(self.index, **options)
+
+    def __repr__(self) -> str:
+        return f"ResultImage(#{self.index + 1} of {len(self.response.data)}, {self.name!r})"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .grid import ImageGrid
+
+        grid = ImageGrid([self.image], titles=[f"#{self.index + 1}"])
+        return {"text/plain": repr(self), "text/html": grid.to_html()}
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -17,7 +17,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -26,6 +26,8 @@ from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from .models import ResultImage
 
 __all__ = ["PreparedImage", "load_image", "prepare_image"]
 
@@ -46,6 +48,8 @@ class PreparedImage:
     sha256: str
     original_size: tuple[int, int]
     mime: str = "image/png"
+    # The `ResultImage` this was made from, so responses to it know their parent.
+    origin: ResultImage | None = field(default=None, compare=False)
 
     @property
     def filename(self) -> str:
@@ -68,8 +72,8 @@ def prepare_image(
     """Load `source` and prepare it for upload.
 
     Args:
-        source: a path, http(s) URL, bytes, binary file, PIL image, numpy array or
-            `FileUpload` value.
+        source: a path, http(s) URL, bytes, binary file, PIL image, numpy array,
+            `FileUpload` value, or a result `response[i]` (whose lineage is kept).
         fit: how a non-square image becomes square: "crop" (centre crop), "pad" (pad
             with the border colour) or "strict" (refuse it). Ignored when not `square`.
         square: whether the backend needs a square picture (the variations contract does).
@@ -105,7 +109,12 @@ def prepare_image(
         scale = math.sqrt(max_bytes / len(png)) * 0.95
         image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
         png = _encode_png(image)
-    return PreparedImage(png, image, name, hashlib.sha256(png).hexdigest(), original_size)
+    from .models import ResultImage
+
+    origin = source if isinstance(source, ResultImage) else None
+    return PreparedImage(
+        png, image, name, hashlib.sha256(png).hexdigest(), original_size, origin=origin
+    )
 
 
 def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Image, str]:
@@ -116,6 +125,10 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
     """
     from PIL import Image
 
+    from .models import ResultImage
+
+    if isinstance(source, ResultImage):
+        return source.image, source.name
     if isinstance(source, Image.Image):
         source.load()
         name = Path(getattr(source, "filename", "") or "image.png").name
