@@ -39,9 +39,11 @@ _FEW_COLOURS = 256  # at most this many colours: pixel art, diagrams, masks -> l
 
 @dataclass(frozen=True)
 class _Thumb:
-    """One encoded thumbnail: the small picture and its `data:` URI, made once."""
+    """One encoded thumbnail: the small picture, its bytes and `data:` URI, made once."""
 
     image: Image.Image
+    format: str
+    content: bytes
     uri: str
 
     @property
@@ -458,8 +460,9 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
     target = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
     if target != picture.size:
         picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    data = base64.b64encode(_encode(picture, fmt)).decode("ascii")
-    return _Thumb(picture, f"data:image/{fmt};base64,{data}")
+    content = _encode(picture, fmt)
+    data = base64.b64encode(content).decode("ascii")
+    return _Thumb(picture, fmt, content, f"data:image/{fmt};base64,{data}")
 
 
 def _auto_format(picture: Image.Image) -> str:

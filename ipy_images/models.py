@@ -268,11 +268,14 @@ class ImagesResponse:
             raise ValueError("'data' is not a list of image objects")
         usage = raw.get("usage")
         known = {"created", "data", "usage", *_RESPONSE_FIELDS}
+        texts: dict[str, Any] = {
+            k: raw[k] if isinstance(raw.get(k), str) else None for k in _RESPONSE_FIELDS
+        }
         return cls(
             created=created,
             data=[ImageData.from_dict(item) for item in items],
             usage=Usage.from_dict(usage) if isinstance(usage, Mapping) else None,
-            **{k: raw[k] if isinstance(raw.get(k), str) else None for k in _RESPONSE_FIELDS},
+            **texts,
             extra={k: v for k, v in raw.items() if k not in known},
             backend=backend,
             request=request,

@@ -1,0 +1,593 @@
+"""`VariationExplorer`: inspect variations at full resolution, compare two, vary the best.
+
+    >>> explorer = response.explore()      # or ii.VariationExplorer(response, better)
+    >>> explorer                           # one row of thumbnails per generation
+    >>> explorer.inspect("1.2")            # what the "1.2" button under a thumbnail does
+    >>> explorer.compare("1.2", "2.1", position=40)
+    >>> explorer.vary()                    # "Vary this": a new row under 1.2
+    >>> explorer.save_selected("picked")   # the ticked images, with their lineage
+
+Images are labelled `row.index` ("2.3" is #3 of row 2); first sources are "source".
+Built from core ipywidgets only, with no front-end code, so it works wherever ipywidgets
+do (JupyterLab, Notebook 7, VS Code, Colab) without loading anything. Thumbnails go to
+the browser display-sized (JPEG for photos); only the inspected image goes at full
+resolution, as PNG. The A/B wipe is composed in the kernel with numpy at full resolution
+and sent as JPEG; slider moves are coalesced so only the newest position is rendered.
+Runs go on the shared background loop (`ipy_images._sync`), as the form's do, so the
+kernel stays free; all their widget updates happen on that loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import html
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ._sync import background_loop
+from .errors import APIError, InvalidParameterError, IpyImagesError
+from .grid import _thumbnail
+from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+__all__ = ["VariationExplorer"]
+
+WIPE_DEBOUNCE = 0.03  # s; slider moves closer together than this are rendered once
+_WIPE_JPEG_QUALITY = 90
+_DISPLAY_SIDE = 512  # largest side of the inspected image on screen (its bytes stay full size)
+_SOURCE = "source"
+_QUIET = "opacity:0.75;font-size:12px"
+_ERROR_COLOUR = "#d32f2f"
+
+
+def _line(text: str, *, error: bool = False) -> str:
+    style = f"color:{_ERROR_COLOUR};font-weight:bold" if error else _QUIET
+    return f'<div style="{style};line-height:1.4">{html.escape(text)}</div>'
+
+
+class _Cell:
+    """One image of the tree: its thumbnail, its inspect button and its save tick."""
+
+    def __init__(
+        self, label: str, image: Image.Image, source: _Cell | None, thumb_size: int
+    ) -> None:
+        self.label = label
+        self.image = image  # full resolution
+        self.source = source  # the image it varied; None for a first source
+        self.result: ResultImage | None = None  # set once its response is complete
+        thumb = _thumbnail(image, thumb_size, "auto")
+        self.thumb = widgets.Image(
+            value=thumb.content, format=thumb.format, width=thumb.width, height=thumb.height
+        )
+        self.button = widgets.Button(
+            description=label,
+            tooltip=f"Inspect {label} at full resolution",
+            layout=widgets.Layout(width=f"{max(thumb.width - 28, 48)}px"),
+        )
+        self.selected = widgets.Checkbox(
+            value=False, indent=False, tooltip=f"Save {label}", layout=widgets.Layout(width="24px")
+        )
+        self.widget = widgets.VBox(
+            [self.thumb, widgets.HBox([self.button, self.selected])],
+            layout=widgets.Layout(width=f"{max(thumb.width, 76) + 4}px"),
+        )
+        self.widget.add_class("ipy-images-cell")
+        if source is None:
+            self.widget.layout.border = "2px solid #e8710a"  # the grids' colour for originals
+
+
+class _Row:
+    """One generation: the response (once complete) and the cells of its images."""
+
+    def __init__(self, number: int, parent: _Cell | None, depth: int, total: int) -> None:
+        self.number = number
+        self.parent = parent
+        self.depth = depth
+        self.total = total
+        self.response: ImagesResponse | None = None
+        self.cells: dict[int, _Cell] = {}
+        self.source_cell: _Cell | None = None
+        self.heading = widgets.HTML()
+        self.strip = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap", gap="6px"))
+        self.widget = widgets.VBox(
+            [self.heading, self.strip],
+            layout=widgets.Layout(margin=f"0 0 8px {24 * depth}px"),
+        )
+        self.widget.add_class("ipy-images-row")
+
+    def show(self, state: str) -> None:
+        origin = f" · from {self.parent.label}" if self.parent else ""
+        count = f"{len(self.cells)} of {self.total}"
+        self.heading.value = _line(f"Row {self.number}{origin} · {count} images · {state}")
+        first = [self.source_cell.widget] if self.source_cell else []
+        self.strip.children = first + [self.cells[i].widget for i in sorted(self.cells)]
+
+
+class _Latest:
+    """Calls `render(value)` for the newest requested value only.
+
+    Requests that arrive while a render runs, or within `delay` seconds, collapse into
+    one, so a fast slider drag costs a few renders rather than one per pixel moved.
+    Renders run in a worker thread started from the background loop.
+    """
+
+    _NOTHING = object()
+
+    def __init__(self, render: Callable[[Any], None], delay: float) -> None:
+        self._render = render
+        self._delay = delay
+        self._lock = threading.Lock()
+        self._pending: Any = self._NOTHING
+        self._task: asyncio.Task[None] | None = None
+        self.renders = 0
+
+    def request(self, value: Any) -> None:
+        with self._lock:
+            idle = self._pending is self._NOTHING and self._task is None
+            self._pending = value
+        if idle:
+            loop = background_loop()
+            loop.call_soon_threadsafe(self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self._delay)
+                with self._lock:
+                    value, self._pending = self._pending, self._NOTHING
+                    if value is self._NOTHING:
+                        self._task = None
+                        return
+                await asyncio.to_thread(self._render, value)
+                self.renders += 1
+        finally:
+            with self._lock:
+                self._task = None
+
+
+class Wipe:
+    """The A/B wipe of two images at full resolution: A left of the line, B right of it.
+
+    B is resized to A's size once, when the pair is chosen; each frame then costs one
+    numpy copy and one JPEG encoding.
+    """
+
+    def __init__(self, a: Image.Image, b: Image.Image) -> None:
+        import numpy as np
+        from PIL import Image
+
+        self.a = np.asarray(a.convert("RGB"))
+        b = b.convert("RGB")
+        if b.size != a.size:
+            b = b.resize(a.size, Image.Resampling.LANCZOS)
+        self.b = np.asarray(b)
+
+    def frame(self, position: float) -> np.ndarray:
+        """The composite with a white line at `position` percent of the width."""
+        width = self.a.shape[1]
+        split = min(width, max(0, round(width * position / 100)))
+        frame = self.b.copy()
+        frame[:, :split] = self.a[:, :split]
+        frame[:, max(split - 1, 0) : split + 1] = 255
+        return frame
+
+    def jpeg(self, position: float) -> bytes:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(self.frame(position)).save(
+            buffer, "JPEG", quality=_WIPE_JPEG_QUALITY, subsampling=0
+        )
+        return buffer.getvalue()
+
+
+class VariationExplorer(widgets.VBox):
+    """Rows of thumbnails, one per generation, each under the image it varied.
+
+    Click a thumbnail's label to see it at full resolution beside its source; pick any
+    two as A and B and drag the wipe; "Vary this" makes variations of the inspected
+    image with the options that made it (n from the box), as a new row under it; tick
+    images and "Save selected" writes them with their lineage.
+
+    Args:
+        responses: the responses to show, with every generation of their lineage.
+        thumb_size: largest side of the thumbnails, in pixels.
+
+    Attributes:
+        selected: label of the inspected image. future: the latest "Vary this" run.
+    """
+
+    def __init__(self, *responses: ImagesResponse, thumb_size: int = 128) -> None:
+        if not responses or not all(isinstance(r, ImagesResponse) for r in responses):
+            raise InvalidParameterError(
+                "VariationExplorer takes one or more ImagesResponse objects, e.g. "
+                "VariationExplorer(response) or response.explore()."
+            )
+        if isinstance(thumb_size, bool) or not isinstance(thumb_size, int) or thumb_size < 16:
+            raise InvalidParameterError(
+                f"thumb_size must be a whole number of pixels, at least 16, not {thumb_size!r}."
+            )
+        self.thumb_size = thumb_size
+        self.selected: str | None = None
+        self.future: concurrent.futures.Future[ImagesResponse] | None = None
+        self._task: asyncio.Task[ImagesResponse] | None = None
+        self._rows: list[_Row] = []
+        self._cells: dict[str, _Cell] = {}
+        self._wipe: Wipe | None = None
+
+        self.rows = widgets.VBox()
+        self.source_view = widgets.Image(format="jpeg")
+        self.source_caption = widgets.HTML()
+        self.inspected = widgets.Image(format="png")
+        self.inspected_caption = widgets.HTML(_line("Click a label under a thumbnail."))
+        self.inspected.add_class("ipy-images-inspected")
+        self.vary_button = widgets.Button(
+            description="Vary this", icon="random", button_style="primary", disabled=True
+        )
+        first_n = responses[0].request.n if responses[0].request else 4
+        self.n = widgets.BoundedIntText(
+            value=min(first_n, 10), min=1, max=10, description="n",
+            style={"description_width": "20px"}, layout=widgets.Layout(width="90px"),
+        )  # fmt: skip
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
+        self.progress = widgets.IntProgress(value=0, min=0, max=1)
+        self.status = widgets.HTML()
+        self.folder = widgets.Text(value="explored", description="folder")
+        self.save_button = widgets.Button(description="Save selected", icon="save")
+        self.a = widgets.Dropdown(description="A", layout=widgets.Layout(width="160px"))
+        self.b = widgets.Dropdown(description="B", layout=widgets.Layout(width="160px"))
+        self.position = widgets.FloatSlider(
+            value=50, min=0, max=100, step=0.5, description="wipe",
+            continuous_update=True, readout_format=".0f",
+        )  # fmt: skip
+        self.position.add_class("ipy-images-wipe-slider")
+        self.wipe = widgets.Image(format="jpeg")
+        self.wipe.add_class("ipy-images-wipe")
+        self._latest = _Latest(self._render_wipe, WIPE_DEBOUNCE)
+
+        super().__init__(
+            [
+                self.rows,
+                widgets.HBox(
+                    [self.vary_button, self.n, self.cancel_button, self.progress, self.status],
+                    layout=widgets.Layout(align_items="center"),
+                ),
+                widgets.HBox(
+                    [
+                        widgets.VBox([self.source_caption, self.source_view]),
+                        widgets.VBox([self.inspected_caption, self.inspected]),
+                    ],
+                    layout=widgets.Layout(flex_flow="row wrap", gap="12px"),
+                ),
+                widgets.HBox([self.a, self.b, self.position]),
+                self.wipe,
+                widgets.HBox([self.folder, self.save_button]),
+            ]
+        )
+        self.add_class("ipy-images-explorer")
+        self.rows.add_class("ipy-images-rows")
+        for response in responses:
+            for generation in response.lineage:
+                self._add_response(generation)
+        self.vary_button.on_click(lambda _: self.vary())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.save_button.on_click(lambda _: self._save_clicked())
+        self.a.observe(self._on_pair, names="value")
+        self.b.observe(self._on_pair, names="value")
+        self.position.observe(lambda change: self._latest.request(change["new"]), names="value")
+        labels = self.labels
+        self.compare(labels[0], labels[min(1, len(labels) - 1)])
+
+    def __repr__(self) -> str:
+        images = sum(len(row.cells) for row in self._rows)
+        rows = len(self._rows)
+        return f"VariationExplorer({rows} row{'' if rows == 1 else 's'}, {images} images)"
+
+    @property
+    def running(self) -> bool:
+        return self.future is not None and not self.future.done()
+
+    @property
+    def responses(self) -> list[ImagesResponse]:
+        """The complete responses shown, in row order."""
+        return [row.response for row in self._rows if row.response is not None]
+
+    @property
+    def labels(self) -> list[str]:
+        """Every image's label: first sources, then row by row."""
+        return sorted(self._cells, key=_label_order)
+
+    def __getitem__(self, label: str) -> Image.Image:
+        """The image labelled `label` ("source", "1.2"...), at full resolution."""
+        return self._cell(label).image
+
+    # --- rows -----------------------------------------------------------------------------
+
+    def _add_response(self, response: ImagesResponse) -> None:
+        if any(row.response is response for row in self._rows):
+            return
+        parent = self._parent_cell(response)
+        row = self._new_row(parent, len(response.data))
+        self._complete(row, response)
+
+    def _parent_cell(self, response: ImagesResponse) -> _Cell | None:
+        for row in self._rows:
+            if row.response is not None and row.response is response.parent:
+                return row.cells.get(response.parent_index or 0)
+        return None
+
+    def _new_row(self, parent: _Cell | None, total: int) -> _Row:
+        """A row placed after its parent's row and that row's descendants."""
+        parent_row = next((r for r in self._rows if parent in r.cells.values()), None)
+        depth = 0 if parent_row is None else parent_row.depth + 1
+        row = _Row(len(self._rows) + 1, parent, depth, total)
+        place = len(self._rows)
+        if parent_row is not None:
+            place = self._rows.index(parent_row) + 1
+            while place < len(self._rows) and self._rows[place].depth > parent_row.depth:
+                place += 1
+        self._rows.insert(place, row)
+        self.rows.children = tuple(r.widget for r in self._rows)
+        return row
+
+    def _add_cell(self, row: _Row, index: int, image: Image.Image) -> _Cell:
+        source = row.parent or row.source_cell
+        cell = _Cell(f"{row.number}.{index + 1}", image, source, self.thumb_size)
+        row.cells[index] = cell
+        self._register(cell)
+        return cell
+
+    def _register(self, cell: _Cell) -> None:
+        self._cells[cell.label] = cell
+        cell.button.on_click(lambda _, label=cell.label: self.inspect(label))
+        options = self.labels
+        for dropdown in (self.a, self.b):
+            value = dropdown.value
+            dropdown.options = options
+            dropdown.value = value if value in options else None
+
+    def _complete(self, row: _Row, response: ImagesResponse, state: str = "done") -> None:
+        """Fill `row` from `response` (images that arrived early keep their cells)."""
+        row.response = response
+        if row.parent is None and response.source is not None and row.source_cell is None:
+            roots = sum(1 for r in self._rows if r.source_cell is not None)
+            label = _SOURCE if roots == 0 else f"{_SOURCE} {roots + 1}"
+            row.source_cell = _Cell(label, response.source.image, None, self.thumb_size)
+            self._register(row.source_cell)
+        for index, item in enumerate(response.data):
+            cell = row.cells.get(index) or self._add_cell(row, index, item.image)
+            cell.result = response[index]
+        row.total = len(response.data)
+        row.show(state)
+        self._refresh_actions()
+
+    # --- inspecting and comparing ---------------------------------------------------------
+
+    def _cell(self, label: str) -> _Cell:
+        try:
+            return self._cells[label]
+        except KeyError:
+            known = ", ".join(self._cells)
+            raise InvalidParameterError(
+                f"no image labelled {label!r}; the labels are {known}."
+            ) from None
+
+    def inspect(self, label: str) -> None:
+        """Show image `label` at full resolution (PNG) beside the image it varied."""
+        cell = self._cell(label)
+        self.selected = label
+        width, height = cell.image.size
+        self.inspected.value = _png(cell.image)
+        scale = min(1.0, _DISPLAY_SIDE / max(width, height))
+        shown = (round(width * scale), round(height * scale))
+        self.inspected.width, self.inspected.height = shown
+        self.inspected_caption.value = _line(f"{label} · {width}x{height} · full resolution")
+        if cell.source is None:
+            self.source_view.value = b""
+            self.source_caption.value = _line("a first source")
+        else:
+            small = _thumbnail(cell.source.image, max(shown), "auto")
+            self.source_view.format = small.format
+            self.source_view.value = small.content
+            self.source_view.width, self.source_view.height = shown
+            self.source_caption.value = _line(f"its source: {cell.source.label}")
+        self._refresh_actions()
+
+    def compare(self, a: str, b: str, *, position: float | None = None) -> None:
+        """Wipe between images `a` (left) and `b` (right), the line at `position` percent."""
+        self._cell(a), self._cell(b)
+        with self.hold_trait_notifications():
+            self.a.value, self.b.value = a, b
+        self._on_pair(None)
+        if position is not None:
+            self.position.value = position
+
+    def _on_pair(self, change: Any) -> None:
+        if self.a.value is None or self.b.value is None:
+            return
+        self._wipe = Wipe(self[self.a.value], self[self.b.value])
+        self._render_wipe(self.position.value)
+
+    def _render_wipe(self, position: float) -> None:
+        wipe = self._wipe
+        if wipe is None:
+            return
+        self.wipe.value = wipe.jpeg(position)
+        height, width = wipe.a.shape[:2]
+        scale = min(1.0, _DISPLAY_SIDE / max(width, height))
+        self.wipe.width, self.wipe.height = round(width * scale), round(height * scale)
+
+    # --- varying ----------------------------------------------------------------------------
+
+    def _refresh_actions(self) -> None:
+        cell = self._cells.get(self.selected or "")
+        self.vary_button.disabled = self.running or cell is None or cell.result is None
+        self.cancel_button.disabled = not self.running
+
+    def vary(self, label: str | None = None) -> concurrent.futures.Future[ImagesResponse]:
+        """Start variations of image `label` (default: the inspected one), `n` from the box.
+
+        Returns at once; the new row fills in as images arrive. While a run is going, this
+        returns that run's future; Cancel keeps the images that already arrived.
+        """
+        if self.running:
+            assert self.future is not None
+            return self.future
+        cell = self._cell(label or self.selected or "")
+        picked = cell.result
+        if picked is None:
+            raise InvalidParameterError(
+                f"{cell.label} is a first source, or its run is not complete; "
+                "vary one of the generated images."
+            )
+        loop = background_loop()
+        future: concurrent.futures.Future[ImagesResponse] = concurrent.futures.Future()
+        self.future = future
+        self.progress.value, self.progress.max = 0, self.n.value
+        self.status.value = _line(f"Varying {cell.label}…")
+        self._refresh_actions()
+
+        def settle(task: asyncio.Task[ImagesResponse]) -> None:
+            if task.cancelled():
+                self.status.value = _line("Cancelled.")
+                future.cancel()
+            elif task.exception() is not None:
+                future.set_exception(task.exception())  # type: ignore[arg-type]
+            else:
+                future.set_result(task.result())
+            self._refresh_actions()
+
+        def start() -> None:
+            self._task = loop.create_task(self._run(cell, picked, self.n.value))
+            self._task.add_done_callback(settle)
+
+        loop.call_soon_threadsafe(start)
+        return future
+
+    def cancel(self) -> None:
+        """Stop the running "Vary this"; the images that arrived stay in its row."""
+        background_loop().call_soon_threadsafe(
+            lambda: self._task is not None and self._task.cancel()
+        )
+
+    async def _run(self, cell: _Cell, picked: ResultImage, n: int) -> ImagesResponse:
+        from .client import AsyncVariationClient
+
+        options = picked.response.vary_options(n=n)
+        client_options = {k: options.pop(k) for k in CLIENT_OPTIONS if k in options}
+        row = self._new_row(cell, n)
+        row.show("preparing…")
+        arrived: dict[int, ImageData] = {}
+        client = request = prepared = None
+
+        def on_image(index: int, data: ImageData) -> None:
+            arrived[index] = data
+            self._add_cell(row, index, data.image)
+            self.progress.value = len(arrived)
+            row.show("generating…")
+
+        try:
+            async with AsyncVariationClient(**client_options) as client:
+                request = client.build_request(**options)
+                prepared = await client.prepare(picked, request)
+                row.show("generating…")
+                response = await client.create_variation(
+                    prepared, **dataclasses.asdict(request), on_image=on_image
+                )
+        except (asyncio.CancelledError, Exception) as exc:
+            partial = exc.partial if isinstance(exc, APIError) else None
+            if partial is None and arrived and client and request and prepared:
+                # Keep what arrived as a response of its own, so it can be varied and saved.
+                partial = ImagesResponse(
+                    created=int(time.time()),
+                    data=[arrived[i] for i in sorted(arrived)],
+                    backend=client.backend,
+                    request=dataclasses.replace(request, n=len(arrived)),
+                    source=prepared,
+                    client_options=client.options,
+                )
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            if partial is not None:
+                self._replace_cells(row, partial, "cancelled" if cancelled else "failed")
+            else:
+                row.show("cancelled" if cancelled else "failed")
+            if not cancelled:
+                message = str(exc) if isinstance(exc, IpyImagesError) else repr(exc)
+                self.status.value = _line(" ".join(message.split()), error=True)
+            raise
+        self._complete(row, response)
+        self.status.value = _line(f"Done: {len(response.data)} variations of {cell.label}.")
+        return response
+
+    def _replace_cells(self, row: _Row, partial: ImagesResponse, state: str) -> None:
+        """Renumber the cells of an interrupted row by their place in `partial`."""
+        for old in row.cells.values():
+            self._cells.pop(old.label, None)
+        row.cells = {}
+        self._complete(row, partial, state)
+
+    # --- saving ---------------------------------------------------------------------------
+
+    def _save_clicked(self) -> None:
+        try:
+            folder = self.save_selected(self.folder.value)
+        except (IpyImagesError, OSError) as exc:
+            self.status.value = _line(" ".join(str(exc).split()), error=True)
+        else:
+            self.status.value = _line(f"Saved to {folder}.")
+
+    def save_selected(self, directory: str | Path) -> Path:
+        """Write the ticked images as PNG, with `metadata.json` giving each one's lineage,
+        into a new `run-NNN` folder of `directory` (all or nothing); returns that folder."""
+        from ._files import new_run_directory, write_run
+
+        chosen = [cell for cell in self._cells.values() if cell.selected.value]
+        if not chosen:
+            raise InvalidParameterError("no image is ticked: tick the box beside a label.")
+        files: dict[str, bytes] = {}
+        images: dict[str, Any] = {}
+        for cell in chosen:
+            name = f"image-{cell.label.replace(' ', '-')}.png"
+            files[name] = _png(cell.image)
+            if cell.result is None:
+                row = next(r for r in self._rows if r.source_cell is cell)
+                assert row.response is not None and row.response.source is not None
+                source = row.response.source
+                images[name] = {"first source": {"name": source.name, "sha256": source.sha256}}
+            else:
+                images[name] = {
+                    "index": cell.result.index,
+                    "lineage": cell.result.response.metadata()["lineage"],
+                }
+        files["metadata.json"] = json.dumps({"images": images}, indent=2).encode()
+        return write_run(new_run_directory(Path(directory)), files)
+
+
+def _label_order(label: str) -> tuple[int, ...]:
+    """Sources first, then rows and indexes as numbers ("2.10" after "2.9")."""
+    if label.startswith(_SOURCE):
+        return (0, 1 if label == _SOURCE else int(label.rpartition(" ")[2]))
+    row, _, index = label.partition(".")
+    return (1, int(row), int(index))
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
