@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from ._samples import sample_image
     from .client import AsyncVariationClient, VariationClient, acreate_variation, create_variation
     from .grid import ComparisonGrid, ImageGrid
-    from .models import ImageData, ImagesResponse, Usage, VariationRequest
+    from .explorer import VariationExplorer
+    from .models import ImageData, ImagesResponse, ResultImage, Usage, VariationRequest
     from .sources import PreparedImage, load_image, prepare_image
     from .widget import VariationForm
 
@@ -50,6 +51,7 @@ _LAZY = {
     "ImageGrid": ".grid",
     "ImageData": ".models",
     "ImagesResponse": ".models",
+    "ResultImage": ".models",
     "Usage": ".models",
     "VariationRequest": ".models",
     "PreparedImage": ".sources",
@@ -57,6 +59,7 @@ _LAZY = {
     "prepare_image": ".sources",
     "sample_image": "._samples",
     "VariationForm": ".widget",
+    "VariationExplorer": ".explorer",
 }
 
 __all__ = [

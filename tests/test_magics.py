@@ -383,3 +383,22 @@ def wait_for(condition: Any, deadline: float = 60) -> None:
     while not condition():
         assert time.monotonic() < end, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_a_result_named_by_index_is_varied_with_its_lineage(
+    ip: InteractiveShell, loopback: LoopbackServer
+) -> None:
+    run(ip, http(loopback, "-n 2 -o out"))
+    first = ip.user_ns["img"] = ip.user_ns["out"]
+    captured = run(ip, http(loopback, "-n 1 -o out"), "{img[1]}")
+    second = ip.user_ns["out"]
+    assert second.parent is first and second.parent_index == 1
+    assert second.lineage == [first, second]
+    uploaded = loopback.requests[-1].file("image").image.convert("RGB")
+    assert np.array_equal(np.asarray(uploaded), np.asarray(first.images[1].convert("RGB")))
+    assert "source photo-2.png" in final_output(captured)["text/html"]
+    message = usage_error(ip, http(loopback, "-n 1"), "{img[2]}")
+    assert message == (
+        "line 1 {img[2]}: IndexError: image index 2 is out of range: "
+        "this response holds 2 images (0 to 1)."
+    )
