@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
     from ._samples import sample_image
     from .client import AsyncVariationClient, VariationClient, acreate_variation, create_variation
-    from .grid import ComparisonGrid, ImageGrid
     from .explorer import VariationExplorer
+    from .grid import ComparisonGrid, ImageGrid
     from .models import ImageData, ImagesResponse, ResultImage, Usage, VariationRequest
     from .sources import PreparedImage, load_image, prepare_image
     from .widget import VariationForm

@@ -81,7 +81,7 @@ class _Cell:
         )
         self.widget = widgets.VBox(
             [self.thumb, widgets.HBox([self.button, self.selected])],
-            layout=widgets.Layout(width=f"{max(thumb.width, 76) + 4}px"),
+            layout=widgets.Layout(width=f"{max(thumb.width, 76) + 4}px", margin="0 6px 6px 0"),
         )
         self.widget.add_class("ipy-images-cell")
         if source is None:
@@ -100,7 +100,7 @@ class _Row:
         self.cells: dict[int, _Cell] = {}
         self.source_cell: _Cell | None = None
         self.heading = widgets.HTML()
-        self.strip = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap", gap="6px"))
+        self.strip = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.widget = widgets.VBox(
             [self.heading, self.strip],
             layout=widgets.Layout(margin=f"0 0 8px {24 * depth}px"),
@@ -164,19 +164,22 @@ class _Latest:
 class Wipe:
     """The A/B wipe of two images at full resolution: A left of the line, B right of it.
 
-    B is resized to A's size once, when the pair is chosen; each frame then costs one
-    numpy copy and one JPEG encoding.
+    The smaller of the two is resized to the larger's size once, when the pair is chosen;
+    each frame then costs one numpy copy and one JPEG encoding.
     """
 
     def __init__(self, a: Image.Image, b: Image.Image) -> None:
         import numpy as np
         from PIL import Image
 
-        self.a = np.asarray(a.convert("RGB"))
-        b = b.convert("RGB")
-        if b.size != a.size:
-            b = b.resize(a.size, Image.Resampling.LANCZOS)
-        self.b = np.asarray(b)
+        size = max(a.size, b.size, key=lambda wh: wh[0] * wh[1])
+        a, b = (
+            p.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+            if p.size != size
+            else p.convert("RGB")
+            for p in (a, b)
+        )
+        self.a, self.b = np.asarray(a), np.asarray(b)
 
     def frame(self, position: float) -> np.ndarray:
         """The composite with a white line at `position` percent of the width."""
@@ -270,10 +273,13 @@ class VariationExplorer(widgets.VBox):
                 ),
                 widgets.HBox(
                     [
-                        widgets.VBox([self.source_caption, self.source_view]),
+                        widgets.VBox(
+                            [self.source_caption, self.source_view],
+                            layout=widgets.Layout(margin="0 12px 0 0"),
+                        ),
                         widgets.VBox([self.inspected_caption, self.inspected]),
                     ],
-                    layout=widgets.Layout(flex_flow="row wrap", gap="12px"),
+                    layout=widgets.Layout(flex_flow="row wrap", justify_content="flex-start"),
                 ),
                 widgets.HBox([self.a, self.b, self.position]),
                 self.wipe,
@@ -435,10 +441,11 @@ class VariationExplorer(widgets.VBox):
 
     # --- varying ----------------------------------------------------------------------------
 
-    def _refresh_actions(self) -> None:
+    def _refresh_actions(self, *, running: bool | None = None) -> None:
+        running = self.running if running is None else running
         cell = self._cells.get(self.selected or "")
-        self.vary_button.disabled = self.running or cell is None or cell.result is None
-        self.cancel_button.disabled = not self.running
+        self.vary_button.disabled = running or cell is None or cell.result is None
+        self.cancel_button.disabled = not running
 
     def vary(self, label: str | None = None) -> concurrent.futures.Future[ImagesResponse]:
         """Start variations of image `label` (default: the inspected one), `n` from the box.
@@ -464,6 +471,8 @@ class VariationExplorer(widgets.VBox):
         self._refresh_actions()
 
         def settle(task: asyncio.Task[ImagesResponse]) -> None:
+            # The buttons first, so whoever waits on the future sees the final state.
+            self._refresh_actions(running=False)
             if task.cancelled():
                 self.status.value = _line("Cancelled.")
                 future.cancel()
@@ -471,7 +480,6 @@ class VariationExplorer(widgets.VBox):
                 future.set_exception(task.exception())  # type: ignore[arg-type]
             else:
                 future.set_result(task.result())
-            self._refresh_actions()
 
         def start() -> None:
             self._task = loop.create_task(self._run(cell, picked, self.n.value))
