@@ -1,17 +1,20 @@
-"""VariationForm in a real browser: JupyterLab from PyPI, Debian's chromium via Playwright.
+"""The widgets in a real browser: JupyterLab from PyPI, Debian's chromium via Playwright.
 
-The test starts JupyterLab on a free port with a fresh token and throw-away settings,
-opens tests/browser/widget_form.ipynb, runs it, types a sample image's path and n=3 into
-the form, clicks Generate and waits for the three variations (plus the original) to show.
-The screenshot goes to test-artifacts/widget-form.png (on failure, the whole page goes to
-test-artifacts/widget-form-failure.png); with IPY_IMAGES_UPDATE_DOCS=1 it is also copied
-to docs/widget-form.png.
+Each test starts JupyterLab on a free port with a fresh token and throw-away settings and
+opens a notebook of tests/browser. The form test runs widget_form.ipynb, types a sample
+image's path and n=3 into the form, clicks Generate and waits for the three variations
+(plus the original) to show. The explorer test runs explorer.ipynb, clicks a thumbnail's
+label, drags the wipe slider, presses "Vary this" and runs another cell meanwhile.
+Screenshots go to test-artifacts/NAME.png (on failure, the whole page goes to
+test-artifacts/NAME-failure.png); with IPY_IMAGES_UPDATE_DOCS=1 they are also copied
+to docs/.
 
 Missing chromium is a failure, not a skip: this is the only test of the real frontend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -24,17 +27,16 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import ipy_images as ii
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = Path(__file__).resolve().parent / "browser" / "widget_form.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parent / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACT = ROOT / "test-artifacts" / "widget-form.png"
-FAILURE_ARTIFACT = ROOT / "test-artifacts" / "widget-form-failure.png"
-DOCS_SCREENSHOT = ROOT / "docs" / "widget-form.png"
+ARTIFACTS = ROOT / "test-artifacts"
 SERVER_START_TIMEOUT = 120  # seconds; a cold JupyterLab start takes 20-40 s here
 RUN_TIMEOUT_MS = 240_000  # three local variations on a shared 2-core machine
 UI_TIMEOUT_MS = 90_000  # the kernel starting, widgets rendering
@@ -71,7 +73,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     """JupyterLab serving a folder holding the notebook, with isolated settings."""
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    for notebook in NOTEBOOKS.glob("*.ipynb"):
+        shutil.copy(notebook, root / notebook.name)
     config = tmp_path / "config"
     (config / "labconfig").mkdir(parents=True)
     # No "news" announcement popping up over the notebook.
@@ -124,12 +127,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             process.wait()
 
 
-def test_form_generates_variations_in_jupyterlab(lab: Lab) -> None:
+@contextlib.contextmanager
+def notebook_page(lab: Lab, notebook: str, artifact: str) -> Iterator[Any]:
+    """A chromium page showing `notebook` with its kernel idle; on failure the whole page
+    goes to test-artifacts/ARTIFACT-failure.png."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium"
     from playwright.sync_api import expect, sync_playwright
-
-    # The kernel starts in the notebook's folder, so the bare file name is a valid path.
-    ii.sample_image("coffee").save(lab.root / "coffee.png")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -148,40 +151,127 @@ def test_form_generates_variations_in_jupyterlab(lab: Lab) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.set_default_timeout(UI_TIMEOUT_MS)
             expect.set_options(timeout=UI_TIMEOUT_MS)
-            page.goto(f"{lab.url}/doc/tree/{NOTEBOOK.name}?token={lab.token}")
-
-            cell = page.locator(".jp-Notebook .jp-CodeCell").first
+            page.goto(f"{lab.url}/doc/tree/{notebook}?token={lab.token}")
             # The status bar says Idle only once the kernel is connected; a cell run before
             # that is dropped.
             expect(page.locator(".jp-StatusBar-TextItem", has_text="| Idle")).to_be_visible()
-            cell.locator(".jp-InputArea-editor").click()
-            page.keyboard.press("Control+Enter")
-
-            form = page.locator(".ipy-images-form")
-            expect(form).to_be_visible()
-            path_box = form.get_by_placeholder("notebooks/data/coffee.png", exact=False)
-            path_box.fill("coffee.png")
-            path_box.press("Enter")
-            expect(form.locator(".ipy-images-preview img")).to_have_count(1)
-            n_box = form.get_by_label("n", exact=True)
-            n_box.fill("3")
-            n_box.press("Enter")
-            form.get_by_role("button", name="Generate").click()
-
-            history = form.locator(".ipy-images-history")
-            expect(history).to_contain_text("3 of 3 images · done", timeout=RUN_TIMEOUT_MS)
-            assert history.locator("img").count() == 4  # the original and three variations
-            expect(history.locator("img[alt^='#']")).to_have_count(3)
-            expect(form.get_by_role("button", name="Generate")).to_be_enabled()
-            expect(form).to_contain_text("Done: 3 images.")
-
-            ARTIFACT.parent.mkdir(exist_ok=True)
-            cell.screenshot(path=str(ARTIFACT))
+            yield page
         except Exception:
-            ARTIFACT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(FAILURE_ARTIFACT))
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{artifact}-failure.png"))
             raise
         finally:
             browser.close()
+
+
+def run_cell(page: Any, cell: Any) -> None:
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+
+
+def keep_screenshot(element: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    element.screenshot(path=str(ARTIFACTS / name))
     if os.environ.get("IPY_IMAGES_UPDATE_DOCS") == "1":
-        shutil.copy(ARTIFACT, DOCS_SCREENSHOT)
+        shutil.copy(ARTIFACTS / name, ROOT / "docs" / name)
+
+
+def test_form_generates_variations_in_jupyterlab(lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    # The kernel starts in the notebook's folder, so the bare file name is a valid path.
+    ii.sample_image("coffee").save(lab.root / "coffee.png")
+
+    with notebook_page(lab, "widget_form.ipynb", "widget-form") as page:
+        cell = page.locator(".jp-Notebook .jp-CodeCell").first
+        run_cell(page, cell)
+
+        form = page.locator(".ipy-images-form")
+        expect(form).to_be_visible()
+        path_box = form.get_by_placeholder("notebooks/data/coffee.png", exact=False)
+        path_box.fill("coffee.png")
+        path_box.press("Enter")
+        expect(form.locator(".ipy-images-preview img")).to_have_count(1)
+        n_box = form.get_by_label("n", exact=True)
+        n_box.fill("3")
+        n_box.press("Enter")
+        form.get_by_role("button", name="Generate").click()
+
+        history = form.locator(".ipy-images-history")
+        expect(history).to_contain_text("3 of 3 images · done", timeout=RUN_TIMEOUT_MS)
+        assert history.locator("img").count() == 4  # the original and three variations
+        expect(history.locator("img[alt^='#']")).to_have_count(3)
+        expect(form.get_by_role("button", name="Generate")).to_be_enabled()
+        expect(form).to_contain_text("Done: 3 images.")
+        keep_screenshot(cell, "widget-form.png")
+
+
+def natural_width(image: Any) -> int:
+    return int(image.evaluate("img => img.complete ? img.naturalWidth : 0"))
+
+
+def test_explorer_inspects_wipes_and_varies_in_jupyterlab(lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    with notebook_page(lab, "explorer.ipynb", "explorer") as page:
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        run_cell(page, cells.nth(0))
+        explorer = page.locator(".ipy-images-explorer")
+        expect(explorer).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        rows = explorer.locator(".ipy-images-row")
+        expect(rows).to_have_count(1)
+        expect(rows.nth(0).locator(".ipy-images-cell")).to_have_count(4)  # source + 3
+        thumbnail = rows.nth(0).locator(".ipy-images-cell img").nth(2)
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle()
+        )
+        assert natural_width(thumbnail) == 96  # thumbnails are display-sized
+
+        # Click a thumbnail's label: the inspected image arrives at its own 256 px.
+        explorer.get_by_role("button", name="1.2", exact=True).click()
+        expect(explorer).to_contain_text("1.2 · 256x256 · full resolution")
+        inspected = explorer.locator(".ipy-images-inspected")
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth === 256", arg=inspected.element_handle()
+        )
+        assert natural_width(inspected) == 256
+        assert int(inspected.evaluate("img => img.naturalHeight")) == 256
+
+        # Drag the wipe: the composite changes (a new image, different pixels).
+        wipe = explorer.locator(".ipy-images-wipe")
+        wipe.scroll_into_view_if_needed()
+        before_src = wipe.get_attribute("src")
+        before_pixels = wipe.screenshot()
+        handle = explorer.locator(".ipy-images-wipe-slider .noUi-handle")
+        track = explorer.locator(".ipy-images-wipe-slider .noUi-target").bounding_box()
+        box = handle.bounding_box()
+        assert box is not None and track is not None
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        for step in range(1, 11):
+            page.mouse.move(
+                box["x"] + box["width"] / 2 - step * 0.03 * track["width"],
+                box["y"] + box["height"] / 2,
+            )
+        page.mouse.up()
+        expect(wipe).not_to_have_attribute("src", before_src or "")
+        page.wait_for_timeout(500)
+        assert wipe.screenshot() != before_pixels
+        keep_screenshot(explorer, "explorer.png")
+
+        # "Vary this": a new row appears under 1.2; a cell runs while it fills in.
+        explorer.get_by_role("button", name="Vary this").click()
+        expect(rows).to_have_count(2)
+        new_row = rows.nth(1)
+        expect(new_row).to_contain_text("Row 2 · from 1.2")
+        run_cell(page, cells.nth(1))
+        output = cells.nth(1).locator(".jp-OutputArea-output")
+        expect(output).to_contain_text("kernel answers: 42")
+        assert "done" not in new_row.locator(".widget-html").first.inner_text()
+        expect(new_row).to_contain_text("3 of 3 images · done", timeout=RUN_TIMEOUT_MS)
+        expect(new_row.locator(".ipy-images-cell")).to_have_count(3)
+        box_first, box_new = rows.nth(0).bounding_box(), new_row.bounding_box()
+        assert box_first is not None and box_new is not None
+        assert box_new["y"] > box_first["y"] and box_new["x"] > box_first["x"]  # under, indented
+        expect(explorer).to_contain_text("Done: 3 variations of 1.2.")
+        keep_screenshot(explorer, "explorer-vary.png")
