@@ -298,7 +298,8 @@ class VariationExplorer(widgets.VBox):
         self.b.observe(self._on_pair, names="value")
         self.position.observe(lambda change: self._latest.request(change["new"]), names="value")
         labels = self.labels
-        self.compare(labels[0], labels[min(1, len(labels) - 1)])
+        if labels:
+            self.compare(labels[0], labels[min(1, len(labels) - 1)])
 
     def __repr__(self) -> str:
         images = sum(len(row.cells) for row in self._rows)
