@@ -50,6 +50,8 @@ _DISPLAY_SIDE = 512  # largest side of the inspected image on screen (its bytes 
 _SOURCE = "source"
 _QUIET = "opacity:0.75;font-size:12px"
 _ERROR_COLOUR = "#d32f2f"
+_ORIGINAL_COLOUR = "#e8710a"  # as in the grids
+_SELECTED_COLOUR = "#1976d2"
 
 
 def _line(text: str, *, error: bool = False) -> str:
@@ -58,7 +60,11 @@ def _line(text: str, *, error: bool = False) -> str:
 
 
 class _Cell:
-    """One image of the tree: its thumbnail, its inspect button and its save tick."""
+    """One image of the tree: its thumbnail, its inspect buttons and its save tick.
+
+    Core widgets have no clickable image, so a transparent button of the thumbnail's size
+    is laid over it (a negative top margin); the label button below does the same.
+    """
 
     def __init__(
         self, label: str, image: Image.Image, source: _Cell | None, thumb_size: int
@@ -71,21 +77,37 @@ class _Cell:
         self.thumb = widgets.Image(
             value=thumb.content, format=thumb.format, width=thumb.width, height=thumb.height
         )
+        tooltip = f"Inspect {label} at full resolution"
+        self.overlay = widgets.Button(
+            tooltip=tooltip,
+            style={"button_color": "transparent"},
+            layout=widgets.Layout(
+                width=f"{thumb.width}px",
+                height=f"{thumb.height}px",
+                margin=f"-{thumb.height}px 0 0 0",
+                padding="0",
+            ),
+        )
+        self.overlay.add_class("ipy-images-thumb-button")
         self.button = widgets.Button(
             description=label,
-            tooltip=f"Inspect {label} at full resolution",
+            tooltip=tooltip,
             layout=widgets.Layout(width=f"{max(thumb.width - 28, 48)}px"),
         )
         self.selected = widgets.Checkbox(
             value=False, indent=False, tooltip=f"Save {label}", layout=widgets.Layout(width="24px")
         )
         self.widget = widgets.VBox(
-            [self.thumb, widgets.HBox([self.button, self.selected])],
+            [self.thumb, self.overlay, widgets.HBox([self.button, self.selected])],
             layout=widgets.Layout(width=f"{max(thumb.width, 76) + 4}px", margin="0 6px 6px 0"),
         )
         self.widget.add_class("ipy-images-cell")
-        if source is None:
-            self.widget.layout.border = "2px solid #e8710a"  # the grids' colour for originals
+        self.mark(selected=False)
+
+    def mark(self, *, selected: bool) -> None:
+        """Outline the inspected image in blue, first sources in the grids' orange."""
+        colour = _SELECTED_COLOUR if selected else _ORIGINAL_COLOUR if self.source is None else ""
+        self.widget.layout.border = f"2px solid {colour}" if colour else "2px solid transparent"
 
 
 class _Row:
@@ -362,7 +384,8 @@ class VariationExplorer(widgets.VBox):
 
     def _register(self, cell: _Cell) -> None:
         self._cells[cell.label] = cell
-        cell.button.on_click(lambda _, label=cell.label: self.inspect(label))
+        for button in (cell.overlay, cell.button):
+            button.on_click(lambda _, label=cell.label: self.inspect(label))
         options = self.labels
         for dropdown in (self.a, self.b):
             value = dropdown.value
@@ -398,6 +421,10 @@ class VariationExplorer(widgets.VBox):
     def inspect(self, label: str) -> None:
         """Show image `label` at full resolution (PNG) beside the image it varied."""
         cell = self._cell(label)
+        previous = self._cells.get(self.selected or "")
+        if previous is not None:
+            previous.mark(selected=False)
+        cell.mark(selected=True)
         self.selected = label
         width, height = cell.image.size
         self.inspected.value = _png(cell.image)

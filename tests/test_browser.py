@@ -227,8 +227,13 @@ def test_explorer_inspects_wipes_and_varies_in_jupyterlab(lab: Lab) -> None:
         )
         assert natural_width(thumbnail) == 96  # thumbnails are display-sized
 
-        # Click a thumbnail's label: the inspected image arrives at its own 256 px.
-        explorer.get_by_role("button", name="1.2", exact=True).click()
+        # Click a thumbnail (where it shows on screen): the inspected image arrives at
+        # its own 256 px, while the thumbnail itself is 96 px.
+        thumb_box = thumbnail.bounding_box()
+        assert thumb_box is not None
+        page.mouse.click(
+            thumb_box["x"] + thumb_box["width"] / 2, thumb_box["y"] + thumb_box["height"] / 2
+        )
         expect(explorer).to_contain_text("1.2 · 256x256 · full resolution")
         inspected = explorer.locator(".ipy-images-inspected")
         page.wait_for_function(

@@ -82,7 +82,7 @@ def test_clicking_a_label_shows_it_at_full_resolution_beside_its_source(
     explorer: VariationExplorer, first: ii.ImagesResponse
 ) -> None:
     assert explorer.vary_button.disabled  # nothing inspected yet
-    explorer._cells["1.2"].button.click()
+    explorer._cells["1.2"].overlay.click()  # the button laid over the thumbnail
     assert explorer.selected == "1.2"
     shown = decoded(explorer.inspected.value)
     assert shown.format == "PNG" and shown.size == (512, 512)
@@ -94,7 +94,7 @@ def test_clicking_a_label_shows_it_at_full_resolution_beside_its_source(
     assert np.abs(pixels(beside) - pixels(first.source.image)).mean() < 4
     assert "its source: source" in explorer.source_caption.value
     assert not explorer.vary_button.disabled
-    explorer._cells["source"].button.click()  # a first source: nothing beside it
+    explorer._cells["source"].button.click()  # the label; a first source: nothing beside it
     assert explorer.source_view.value == b"" and explorer.vary_button.disabled
 
 
