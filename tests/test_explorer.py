@@ -96,6 +96,8 @@ def test_clicking_a_label_shows_it_at_full_resolution_beside_its_source(
     assert not explorer.vary_button.disabled
     explorer._cells["source"].button.click()  # the label; a first source: nothing beside it
     assert explorer.source_view.value == b"" and explorer.vary_button.disabled
+    borders = {label: explorer._cells[label].widget.layout.border for label in ("1.2", "source")}
+    assert borders == {"1.2": "2px solid transparent", "source": "2px solid #1976d2"}
 
 
 def test_the_wipe_slider_changes_the_image(explorer: VariationExplorer) -> None:
