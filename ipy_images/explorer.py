@@ -25,6 +25,7 @@ import dataclasses
 import html
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ._redact import redact
 from ._sync import background_loop
 from .errors import APIError, InvalidParameterError, IpyImagesError
 from .grid import _thumbnail
@@ -565,7 +567,8 @@ class VariationExplorer(widgets.VBox):
                 row.show("cancelled" if cancelled else "failed")
             if not cancelled:
                 message = str(exc) if isinstance(exc, IpyImagesError) else repr(exc)
-                self.status.value = _line(" ".join(message.split()), error=True)
+                message = redact(" ".join(message.split()), os.environ.get("OPENAI_API_KEY"))
+                self.status.value = _line(message, error=True)
             raise
         self._complete(row, response)
         self.status.value = _line(f"Done: {len(response.data)} variations of {cell.label}.")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FAKE_API_KEY
 from loopback import LoopbackServer
 from PIL import Image
 
@@ -219,3 +220,23 @@ def test_mistakes_are_clear_errors(explorer: VariationExplorer) -> None:
         explorer.inspect("9.9")
     with pytest.raises(ii.InvalidParameterError, match="a first source"):
         explorer.vary("source")
+
+
+def test_a_failed_vary_shows_one_line_without_the_key(
+    loopback_with_key: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "sk-" + "wrong-SENTINEL-77aa88bb99cc00dd"
+    first = ii.create_variation(
+        ii.sample_image("coffee"), backend="variations", base_url=loopback_with_key.base_url,
+        n=1, api_key=FAKE_API_KEY, max_retries=0,
+    )  # fmt: skip
+    explorer = first.explore()
+    monkeypatch.setenv("OPENAI_API_KEY", wrong)  # the key is read again, and is wrong
+    explorer.inspect("1.1")
+    with pytest.raises(ii.AuthenticationError):
+        explorer.vary().result(RUN_TIMEOUT)
+    status = explorer.status.value
+    assert "401" in status or "API key" in status
+    assert wrong not in status and wrong[-8:] not in status and wrong[3:11] not in status
+    assert "failed" in explorer._rows[-1].heading.value
+    assert not explorer.vary_button.disabled  # ready for another try
