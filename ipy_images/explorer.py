@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-__all__ = ["VariationExplorer"]
+__all__ = ["VariationExplorer", "result_actions"]
 
 WIPE_DEBOUNCE = 0.03  # s; slider moves closer together than this are rendered once
 _WIPE_JPEG_QUALITY = 90
@@ -616,6 +616,31 @@ class VariationExplorer(widgets.VBox):
                 }
         files["metadata.json"] = json.dumps({"images": images}, indent=2).encode()
         return write_run(new_run_directory(Path(directory)), files)
+
+
+def result_actions(
+    response: ImagesResponse, *, on_vary: Callable[[ResultImage], Any]
+) -> widgets.VBox:
+    """The explorer's actions for a finished run shown elsewhere (the form's history):
+    pick an image and "Vary this" (`on_vary(response[i])`), or "Explore" the run below."""
+    pick = widgets.Dropdown(
+        options=[(f"#{i + 1}", i) for i in range(len(response.data))],
+        description="image",
+        style={"description_width": "40px"},
+        layout=widgets.Layout(width="120px"),
+    )
+    vary = widgets.Button(description="Vary this", icon="random", tooltip="Vary the picked image")
+    explore = widgets.Button(description="Explore", icon="search")
+    box = widgets.VBox([widgets.HBox([pick, vary, explore])])
+    box.add_class("ipy-images-result-actions")
+
+    def open_explorer(_: Any) -> None:
+        explore.disabled = True
+        box.children = (*box.children, VariationExplorer(response))
+
+    vary.on_click(lambda _: on_vary(response[pick.value]))
+    explore.on_click(open_explorer)
+    return box
 
 
 def _label_order(label: str) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ import dataclasses
 import html
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -30,7 +31,7 @@ from ._sync import background_loop
 from .client import AsyncVariationClient
 from .errors import APIError, InvalidParameterError, IpyImagesError
 from .grid import ImageGrid
-from .models import ImageData, ImagesResponse, VariationRequest
+from .models import ImageData, ImagesResponse, ResultImage, VariationRequest
 from .sources import PreparedImage
 
 __all__ = ["MAX_UPLOAD_BYTES", "VariationForm"]
@@ -129,8 +130,10 @@ class _RunRow:
         request: VariationRequest,
         backend: str,
         thumb_size: int,
+        on_vary: Callable[[ResultImage], Any],
     ) -> None:
         self.number = number
+        self.on_vary = on_vary
         self.started = time.monotonic()
         self.total = request.n
         self.grid = ImageGrid(
@@ -144,7 +147,8 @@ class _RunRow:
                 *([f"seed {request.seed}"] if request.seed is not None else []),
             ],
         )
-        self.widget = widgets.HTML()
+        self.view = widgets.HTML()
+        self.widget = widgets.VBox([self.view])
         self.render("generating…")
 
     def add(self, index: int, data: ImageData) -> None:
@@ -153,7 +157,7 @@ class _RunRow:
 
     def render(self, state: str) -> None:
         heading = f"Run {self.number} · {len(self.grid)} of {self.total} images · {state}"
-        self.widget.value = (
+        self.view.value = (
             '<div style="border-top:1px solid rgba(128,128,128,0.4);padding-top:6px">'
             f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(heading)}</div>'
             f"{self.grid.to_html()}</div>"
@@ -165,6 +169,10 @@ class _RunRow:
         if response is not None:
             self.grid = response.to_grid(thumb_size=self.grid.thumb_size)
         self.render(f"{state} in {time.monotonic() - self.started:.1f} s")
+        if response is not None and response.data:
+            from .explorer import result_actions
+
+            self.widget.children = (self.view, result_actions(response, on_vary=self.on_vary))
 
 
 class VariationForm(widgets.VBox):
@@ -191,6 +199,7 @@ class VariationForm(widgets.VBox):
         self._results: list[ImagesResponse] = []
         self._task: asyncio.Task[ImagesResponse] | None = None
         self._source_token = 0
+        self._picked: ResultImage | None = None  # a history row's "Vary this"
         self._prepared: tuple[int, str, PreparedImage] | None = None
         self._runs = 0
         wide = {"description_width": _LABEL_WIDTH}
@@ -331,7 +340,9 @@ class VariationForm(widgets.VBox):
     # --- the image source -------------------------------------------------------------
 
     def _current_source(self) -> Any:
-        """The upload if there is one, else the typed path or URL, else None."""
+        """A picked result, else the upload, else the typed path or URL, else None."""
+        if self._picked is not None:
+            return self._picked
         if self.upload.value:
             return self.upload.value
         return self.source_text.value.strip() or None
@@ -349,12 +360,15 @@ class VariationForm(widgets.VBox):
                 "connection; type the file's path in the box instead."
             )
             return
+        self._picked = None
         self.source_text.value = ""
         self._source_changed()
 
     def _on_source_text(self, change: dict[str, Any]) -> None:
-        if change["new"].strip() and self.upload.value:
-            self.upload.value = ()
+        if change["new"].strip():
+            self._picked = None
+            if self.upload.value:
+                self.upload.value = ()
         self._source_changed()
 
     def _on_backend(self, change: dict[str, Any]) -> None:
@@ -459,6 +473,18 @@ class VariationForm(widgets.VBox):
         self.future = self._start(snapshot)
         return self.future
 
+    def vary(self, picked: ResultImage) -> concurrent.futures.Future[ImagesResponse]:
+        """Make variations of a result with the form's options (what a history row's
+        "Vary this" does); the new run records `picked` as its parent."""
+        if self.running:
+            assert self.future is not None
+            return self.future
+        self.upload.value = ()
+        self.source_text.value = ""
+        self._picked = picked
+        self._source_changed()
+        return self.generate()
+
     def _edits_options(self) -> dict[str, Any]:
         if self.prompt.disabled:
             return {}
@@ -539,6 +565,7 @@ class VariationForm(widgets.VBox):
                     request,
                     client.backend,
                     self.settings["thumb_size"],
+                    self.vary,
                 )
                 self.history.children = (row.widget, *self.history.children)
                 self.progress.max = request.n

@@ -64,8 +64,13 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
+def row_html(row: widgets.VBox) -> str:
+    """The heading and grid of a history row (its first child; actions follow)."""
+    return row.children[0].value
+
+
 def history_html(form: VariationForm) -> str:
-    return "".join(row.value for row in form.history.children)
+    return "".join(row_html(row) for row in form.history.children)
 
 
 def status_text(form: VariationForm) -> str:
@@ -132,7 +137,7 @@ def test_loopback_runs_add_rows_to_the_history(
     assert sent.fields["n"] == "3" and sent.fields["size"] == "256x256"
     assert sent.file("image").content_type == "image/png"
     assert sent.file("image").image.size == (200, 200)
-    rows = [row.value for row in form.history.children]
+    rows = [row_html(row) for row in form.history.children]
     assert "Run 2 · 1 of 1 images" in rows[0] and "Run 1 · 3 of 3 images" in rows[1]
     assert history_html(form).count("<img") == (1 + 3) + (1 + 1)
 
@@ -355,3 +360,40 @@ def test_backend_choice_sets_the_size_options() -> None:
     assert sizes() == ["", "256x256", "512x512", "1024x1024"] and not form.seed.disabled
     assert form.size.value == ""  # 1536x1024 is not a local size: back to the default
     assert form.base_url.disabled
+
+
+def test_history_rows_vary_a_result_and_explore_a_run(
+    form: VariationForm, image_path: Path, loopback: LoopbackServer
+) -> None:
+    from ipy_images.explorer import VariationExplorer
+
+    use_loopback(form, loopback)
+    form.source_text.value = str(image_path)
+    form.n.value = 3
+    form.size.value = "256x256"
+    first = click_and_wait(form)
+    row = form.history.children[0]
+    pick, vary, explore = row.children[1].children[0].children
+    assert pick.options == (("#1", 0), ("#2", 1), ("#3", 2))
+
+    pick.value = 1
+    form.n.value = 2
+    vary.click()  # a new run from #2 of run 1, with the form's options
+    assert form.future is not None
+    second = form.future.result(timeout=RUN_TIMEOUT)
+    assert second.parent is first and second.parent_index == 1
+    assert second.lineage == [first, second]
+    uploaded = loopback.requests[-1].file("image").image.convert("RGB")
+    assert uploaded.tobytes() == first.images[1].convert("RGB").tobytes()
+    assert loopback.requests[-1].fields["n"] == "2"
+    assert "Run 2 · 2 of 2 images" in row_html(form.history.children[0])
+    assert "source sample-2.png" in row_html(form.history.children[0])
+    assert "sample-2.png" in form.preview.value
+
+    explore.click()  # the run opens in an explorer under its row
+    explorer = row.children[1].children[-1]
+    assert isinstance(explorer, VariationExplorer) and explorer.responses == [first]
+    assert explore.disabled
+
+    form.source_text.value = str(image_path)  # typing a path replaces the picked result
+    assert click_and_wait(form).parent is None
