@@ -626,8 +626,8 @@ def result_actions(
     pick = widgets.Dropdown(
         options=[(f"#{i + 1}", i) for i in range(len(response.data))],
         description="image",
-        style={"description_width": "40px"},
-        layout=widgets.Layout(width="120px"),
+        style={"description_width": "initial"},
+        layout=widgets.Layout(width="140px"),
     )
     vary = widgets.Button(description="Vary this", icon="random", tooltip="Vary the picked image")
     explore = widgets.Button(description="Explore", icon="search")
