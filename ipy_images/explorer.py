@@ -2,7 +2,7 @@
 
     >>> explorer = response.explore()      # or ii.VariationExplorer(response, better)
     >>> explorer                           # one row of thumbnails per generation
-    >>> explorer.inspect("1.2")            # what the "1.2" button under a thumbnail does
+    >>> explorer.inspect("1.2")            # what clicking thumbnail 1.2 does
     >>> explorer.compare("1.2", "2.1", position=40)
     >>> explorer.vary()                    # "Vary this": a new row under 1.2
     >>> explorer.save_selected("picked")   # the ticked images, with their lineage
@@ -227,7 +227,7 @@ class Wipe:
 class VariationExplorer(widgets.VBox):
     """Rows of thumbnails, one per generation, each under the image it varied.
 
-    Click a thumbnail's label to see it at full resolution beside its source; pick any
+    Click a thumbnail (or its label) to see it at full resolution beside its source; pick any
     two as A and B and drag the wipe; "Vary this" makes variations of the inspected
     image with the options that made it (n from the box), as a new row under it; tick
     images and "Save selected" writes them with their lineage.
@@ -262,7 +262,9 @@ class VariationExplorer(widgets.VBox):
         self.source_view = widgets.Image(format="jpeg")
         self.source_caption = widgets.HTML()
         self.inspected = widgets.Image(format="png")
-        self.inspected_caption = widgets.HTML(_line("Click a label under a thumbnail."))
+        self.inspected_caption = widgets.HTML(
+            _line("Click a thumbnail to see it at full resolution.")
+        )
         self.inspected.add_class("ipy-images-inspected")
         self.vary_button = widgets.Button(
             description="Vary this", icon="random", button_style="primary", disabled=True
