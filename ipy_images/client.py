@@ -225,11 +225,7 @@ class AsyncVariationClient:
 
         async def batch(first: int, count: int) -> ImagesResponse:
             async with limit:
-                response = await backend.create(
-                    prepared, request, count, first_index=first, emit=emit
-                )
-            response.client_options = self.options
-            return response
+                return await backend.create(prepared, request, count, first_index=first, emit=emit)
 
         starts = range(0, request.n, backend.max_batch)
         tasks = [
@@ -242,6 +238,11 @@ class AsyncVariationClient:
             # Cancellation of the caller reaches every batch, so connections close at once.
             for task in tasks:
                 task.cancel()
+        for result in results:
+            # Partial results too, so `vary` works on whatever arrived.
+            part = getattr(result, "partial", result)
+            if isinstance(part, ImagesResponse):
+                part.client_options = self.options
         return _merge_or_raise(results)
 
 

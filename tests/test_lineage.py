@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FAKE_API_KEY
-from loopback import LoopbackServer
+from loopback import Fault, LoopbackServer
 from PIL import Image
 
 import ipy_images as ii
@@ -37,15 +37,9 @@ def photo(size: int = 96) -> Image.Image:
 
 
 def first_run(server: LoopbackServer, **options: object) -> ii.ImagesResponse:
+    defaults = {"size": "256x256", "n": 2, "user": "tester", "max_retries": 0}
     return ii.create_variation(
-        photo(),
-        backend="variations",
-        base_url=server.base_url,
-        size="256x256",
-        n=2,
-        user="tester",
-        max_retries=0,
-        **options,
+        photo(), backend="variations", base_url=server.base_url, **{**defaults, **options}
     )
 
 
@@ -151,6 +145,17 @@ def test_saved_metadata_records_the_lineage(loopback: LoopbackServer, tmp_path: 
     assert lineage[1]["source"] == {"name": "photo-2.png", "sha256": second.source.sha256}
     assert [step["params"]["n"] for step in lineage] == [2, 1]
     assert metadata["parent_index"] == 1 and metadata["source"]["name"] == "photo-2.png"
+
+
+def test_what_arrived_before_a_failure_can_be_varied(loopback: LoopbackServer) -> None:
+    loopback.enqueue(Fault.status(400, message="refused on purpose"))
+    with pytest.raises(ii.BadRequestError) as caught:
+        first_run(loopback, n=12)  # two batches: one is refused, one arrives
+    partial = caught.value.partial
+    assert partial is not None and len(partial.data) in (2, 10)
+    second = partial.vary(0, n=1)
+    assert second.parent is partial and second.backend == "variations"
+    assert loopback.requests[-1].fields["user"] == "tester"
 
 
 def test_avary_from_async_code(loopback: LoopbackServer) -> None:
