@@ -48,7 +48,8 @@ __all__ = ["VariationExplorer", "result_actions"]
 
 WIPE_DEBOUNCE = 0.03  # s; slider moves closer together than this are rendered once
 _WIPE_JPEG_QUALITY = 90
-_DISPLAY_SIDE = 512  # largest side of the inspected image on screen (its bytes stay full size)
+# Full-size views are shown 1:1, shrunk only to fit the notebook's width (aspect kept).
+_FIT_WIDTH = {"max_width": "100%", "height": "auto"}
 _SOURCE = "source"
 _QUIET = "opacity:0.75;font-size:12px"
 _ERROR_COLOUR = "#d32f2f"
@@ -259,9 +260,9 @@ class VariationExplorer(widgets.VBox):
         self._wipe: Wipe | None = None
 
         self.rows = widgets.VBox()
-        self.source_view = widgets.Image(format="jpeg")
+        self.source_view = widgets.Image(format="jpeg", layout=_FIT_WIDTH)
         self.source_caption = widgets.HTML()
-        self.inspected = widgets.Image(format="png")
+        self.inspected = widgets.Image(format="png", layout=_FIT_WIDTH)
         self.inspected_caption = widgets.HTML(
             _line("Click a thumbnail to see it at full resolution.")
         )
@@ -286,7 +287,7 @@ class VariationExplorer(widgets.VBox):
             continuous_update=True, readout_format=".0f",
         )  # fmt: skip
         self.position.add_class("ipy-images-wipe-slider")
-        self.wipe = widgets.Image(format="jpeg")
+        self.wipe = widgets.Image(format="jpeg", layout=_FIT_WIDTH)
         self.wipe.add_class("ipy-images-wipe")
         self._latest = _Latest(self._render_wipe, WIPE_DEBOUNCE)
 
@@ -432,18 +433,17 @@ class VariationExplorer(widgets.VBox):
         self.selected = label
         width, height = cell.image.size
         self.inspected.value = _png(cell.image)
-        scale = min(1.0, _DISPLAY_SIDE / max(width, height))
-        shown = (round(width * scale), round(height * scale))
-        self.inspected.width, self.inspected.height = shown
+        self.inspected.width = str(width)
         self.inspected_caption.value = _line(f"{label} · {width}x{height} · full resolution")
         if cell.source is None:
             self.source_view.value = b""
             self.source_caption.value = _line("a first source")
         else:
-            small = _thumbnail(cell.source.image, max(shown), "auto")
+            # Display-sized (never larger than the inspected one), shown as large.
+            small = _thumbnail(cell.source.image, max(width, height), "auto")
             self.source_view.format = small.format
             self.source_view.value = small.content
-            self.source_view.width, self.source_view.height = shown
+            self.source_view.width = str(width)
             self.source_caption.value = _line(f"its source: {cell.source.label}")
         self._refresh_actions()
 
@@ -467,9 +467,7 @@ class VariationExplorer(widgets.VBox):
         if wipe is None:
             return
         self.wipe.value = wipe.jpeg(position)
-        height, width = wipe.a.shape[:2]
-        scale = min(1.0, _DISPLAY_SIDE / max(width, height))
-        self.wipe.width, self.wipe.height = round(width * scale), round(height * scale)
+        self.wipe.width = str(wipe.a.shape[1])
 
     # --- varying ----------------------------------------------------------------------------
 
