@@ -110,10 +110,21 @@ def main() -> None:
         f"{'met' if ours[0] < 50 else 'NOT met'}"
     )
     explorer = ii.VariationExplorer(response_of(a, b))
+    start = time.perf_counter()
+    explorer.inspect("1.2")
+    inspect_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    _png(b)
+    encode_ms = (time.perf_counter() - start) * 1000
+    print(
+        f"\nInspect (click) at {SIZE} px: {inspect_ms:.1f} ms in the kernel, sending "
+        f"{len(explorer.inspected.value):,} bytes of PNG (the backend's own bytes); "
+        f"encoding that PNG afresh would take {encode_ms:.1f} ms"
+    )
     thumbs = sum(len(explorer._cells[label].thumb.value) for label in ("1.1", "1.2"))
     fulls = len(_png(a)) + len(_png(b))
     print(
-        f"\nOpening an explorer of two {SIZE} px images: thumbnails {thumbs:,} bytes "
+        f"Opening an explorer of two {SIZE} px images: thumbnails {thumbs:,} bytes "
         f"({explorer.thumb_size} px, {explorer._cells['1.1'].thumb.format}), "
         f"full PNGs {fulls:,} bytes ({fulls / thumbs:.0f}x more)"
     )

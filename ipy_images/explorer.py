@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import html
 import io
 import json
@@ -55,6 +56,7 @@ _QUIET = "opacity:0.75;font-size:12px"
 _ERROR_COLOUR = "#d32f2f"
 _ORIGINAL_COLOUR = "#e8710a"  # as in the grids
 _SELECTED_COLOUR = "#1976d2"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _line(text: str, *, error: bool = False) -> str:
@@ -70,9 +72,15 @@ class _Cell:
     """
 
     def __init__(
-        self, label: str, image: Image.Image, source: _Cell | None, thumb_size: int
+        self,
+        label: str,
+        encoded: bytes,
+        image: Image.Image,
+        source: _Cell | None,
+        thumb_size: int,
     ) -> None:
         self.label = label
+        self.encoded = encoded  # as the backend sent it
         self.image = image  # full resolution
         self.source = source  # the image it varied; None for a first source
         self.result: ResultImage | None = None  # set once its response is complete
@@ -106,6 +114,11 @@ class _Cell:
         )
         self.widget.add_class("ipy-images-cell")
         self.mark(selected=False)
+
+    @functools.cached_property
+    def png(self) -> bytes:
+        """The full-resolution PNG: the backend's own bytes when they are PNG already."""
+        return self.encoded if self.encoded.startswith(_PNG_SIGNATURE) else _png(self.image)
 
     def mark(self, *, selected: bool) -> None:
         """Outline the inspected image in blue, first sources in the grids' orange."""
@@ -380,9 +393,10 @@ class VariationExplorer(widgets.VBox):
         self.rows.children = tuple(r.widget for r in self._rows)
         return row
 
-    def _add_cell(self, row: _Row, index: int, image: Image.Image) -> _Cell:
+    def _add_cell(self, row: _Row, index: int, data: ImageData) -> _Cell:
         source = row.parent or row.source_cell
-        cell = _Cell(f"{row.number}.{index + 1}", image, source, self.thumb_size)
+        label = f"{row.number}.{index + 1}"
+        cell = _Cell(label, data.content or b"", data.image, source, self.thumb_size)
         row.cells[index] = cell
         self._register(cell)
         return cell
@@ -403,10 +417,11 @@ class VariationExplorer(widgets.VBox):
         if row.parent is None and response.source is not None and row.source_cell is None:
             roots = sum(1 for r in self._rows if r.source_cell is not None)
             label = _SOURCE if roots == 0 else f"{_SOURCE} {roots + 1}"
-            row.source_cell = _Cell(label, response.source.image, None, self.thumb_size)
+            source = response.source
+            row.source_cell = _Cell(label, source.png, source.image, None, self.thumb_size)
             self._register(row.source_cell)
         for index, item in enumerate(response.data):
-            cell = row.cells.get(index) or self._add_cell(row, index, item.image)
+            cell = row.cells.get(index) or self._add_cell(row, index, item)
             cell.result = response[index]
         row.total = len(response.data)
         row.show(state)
@@ -432,7 +447,7 @@ class VariationExplorer(widgets.VBox):
         cell.mark(selected=True)
         self.selected = label
         width, height = cell.image.size
-        self.inspected.value = _png(cell.image)
+        self.inspected.value = cell.png
         self.inspected.width = str(width)
         self.inspected_caption.value = _line(f"{label} · {width}x{height} · full resolution")
         if cell.source is None:
@@ -536,7 +551,7 @@ class VariationExplorer(widgets.VBox):
 
         def on_image(index: int, data: ImageData) -> None:
             arrived[index] = data
-            self._add_cell(row, index, data.image)
+            self._add_cell(row, index, data)
             self.progress.value = len(arrived)
             row.show("generating…")
 
@@ -603,7 +618,7 @@ class VariationExplorer(widgets.VBox):
         images: dict[str, Any] = {}
         for cell in chosen:
             name = f"image-{cell.label.replace(' ', '-')}.png"
-            files[name] = _png(cell.image)
+            files[name] = cell.png
             if cell.result is None:
                 row = next(r for r in self._rows if r.source_cell is cell)
                 assert row.response is not None and row.response.source is not None
