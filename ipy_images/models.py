@@ -325,14 +325,14 @@ class ImagesResponse:
         never overwritten; files are written to a temporary folder first and renamed into
         place, so an interrupted save leaves nothing half-written. Returns the run folder.
         """
-        from ._files import new_run_directory, write_run
+        from ._files import write_run
 
         images = self.images
         files = {f"variation-{i + 1:02d}.png": _png_bytes(img) for i, img in enumerate(images)}
         if self.source is not None:
             files["original.png"] = self.source.png
         files["metadata.json"] = json.dumps(self.metadata(), indent=2).encode()
-        return write_run(new_run_directory(Path(directory)), files)
+        return write_run(Path(directory), files)
 
     def to_grid(self, **options: Any) -> ImageGrid:
         """An `ImageGrid` of the original followed by the variations."""
