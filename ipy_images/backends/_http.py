@@ -119,8 +119,9 @@ class HTTPBackend(Backend):
     def max_answer_bytes(self, request: VariationRequest, n: int) -> int:
         """The byte cap of a JSON answer: `n` of the largest images, base64, plus slack.
 
-        About 70 MB for the largest legacy request (ten 1024x1024); ten real photos of
-        that size take about 12 MB, so no honest answer comes near it.
+        68.5 MB for the largest legacy request (ten 1024x1024), 102 MB for ten 1536x1024
+        from a GPT image model; ten real 1024 px photos take about 12 MB, so no honest
+        answer comes near the cap, while a server streaming gigabytes is cut off at it.
         """
         return n * -(-self.max_image_bytes(request) * 4 // 3) + _JSON_SLACK
 
