@@ -429,13 +429,9 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
     return fields, upload
 
 
-# Refusals while a body is still arriving close the connection: the rest is not read.
-_CLOSE = {"Connection": "close"}
-
-
 def _too_large() -> Refusal:
     # Whatever the body's size, the answer a too-large image gets, so SDKs raise the same.
-    return Refusal(400, NOT_A_SMALL_PNG, param="image", headers=_CLOSE)
+    return Refusal(400, NOT_A_SMALL_PNG, param="image")
 
 
 def _stalled(read_timeout: float) -> Refusal:
@@ -444,7 +440,7 @@ def _stalled(read_timeout: float) -> Refusal:
         f"The request body arrived too slowly (a pause over {read_timeout:g} s, or over "
         f"{UPLOAD_SECONDS:g} s in all); send the upload again without pausing.",
         code="request_timeout",
-        headers=_CLOSE,
+        headers={"Connection": "close"},  # nobody is sending the rest
     )
 
 
@@ -455,7 +451,7 @@ def _busy_uploading(read_timeout: float) -> Refusal:
         f"The server is receiving too many uploads at once. Retry after {wait} s.",
         type="rate_limit_exceeded",
         code="rate_limit_exceeded",
-        headers={**_CLOSE, "Retry-After": str(wait)},
+        headers={"Retry-After": str(wait)},
     )
 
 
@@ -657,11 +653,11 @@ def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Prot
 
     uvicorn waits forever for the headers of a request, so slow connections pile up until
     the descriptors run out and nobody is served. Here headers must arrive within
-    `read_timeout`, and past `max_connections` the connection idle longest without a
-    request (waiting for headers, or kept alive) is closed for the new one. uvicorn's own
+    `read_timeout` (as must the rest of a body refused before it was read), and past
+    `max_connections` the connection waiting longest for headers is closed for the new
+    one. uvicorn's own
     `limit_concurrency` would answer 503 to every request instead, /health included.
     """
-    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class GuardedH11Protocol(H11Protocol):
@@ -684,16 +680,21 @@ def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Prot
             super().connection_lost(exc)
 
         def handle_events(self) -> None:
+            cycle = self.cycle
             super().handle_events()
-            if self.conn.their_state is not h11.IDLE:
+            if self.cycle is not cycle:  # a request's headers arrived
                 self._headers_arrived()
 
         def on_response_complete(self) -> None:
+            cycle = self.cycle
             super().on_response_complete()
-            self._await_headers()  # the next request on a kept-alive connection
+            if self.cycle is cycle:  # no pipelined request started
+                # The next request on a kept-alive connection, or the rest of a refused
+                # body, which uvicorn reads and drops so the client sees the answer.
+                self._await_headers()
 
         def _await_headers(self) -> None:
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if not self.transport.is_closing():
                 self._headers_arrived()
                 self.idle[self] = self.loop.call_later(read_timeout, self._headers_late)
 
@@ -703,8 +704,7 @@ def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Prot
                 timer.cancel()
 
         def _headers_late(self) -> None:
-            if self.conn.their_state is h11.IDLE:
-                self._shed()
+            self._shed()
 
         def _shed(self) -> None:
             self._headers_arrived()
