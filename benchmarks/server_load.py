@@ -41,9 +41,9 @@ from typing import Any
 
 import httpx
 import openai
+from PIL import Image, ImageDraw
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy endpoint is the point
-from PIL import Image, ImageDraw
 
 MB = 1024 * 1024
 CLIENTS = 50
