@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["PreparedImage", "load_image", "prepare_image"]
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000: larger headers are refused before decoding
+MAX_DECODED_BYTES = 100_000_000
+"""Largest decoded picture: pixels x bytes per pixel (channels x bit depth, from the header).
+
+About 5770x5770 RGB, 5000x5000 RGBA or 7070x7070 16-bit greyscale. Pixels alone do not
+bound memory: a 124 KB 16-bit PNG of 7999x7999 passes the pixel limit yet decodes to 128 MB.
+"""
 MIN_SIDE = 16  # smaller pictures hold too few patches to vary
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
 FITS = ("crop", "pad", "strict")
@@ -216,7 +222,8 @@ def _decode(content: bytes, name: str, draft_side: int | None) -> Image.Image:
                     f"{MAX_PIXELS // 1_000_000} megapixel limit; downscale it first."
                 )
             if draft_side and image.format == "JPEG":
-                image.draft("RGB", (draft_side, draft_side))
+                image.draft("RGB", (draft_side, draft_side))  # the size shrinks here
+            _check_decoded_bytes(image, name)
             image.load()
     except InvalidImageError:
         raise
@@ -226,7 +233,7 @@ def _decode(content: bytes, name: str, draft_side: int | None) -> Image.Image:
         ) from None
     except Image.UnidentifiedImageError:
         raise InvalidImageError(f"{name}: {_describe_unreadable(content)}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # Pillow's plugins raise many types on damaged files
         kind = _format_name(content)
         raise InvalidImageError(
             f"{name}: the {kind} data is truncated or damaged ({exc}); re-export the image."
@@ -234,7 +241,27 @@ def _decode(content: bytes, name: str, draft_side: int | None) -> Image.Image:
     # EXIF orientation is applied here, so every backend sees the photo upright.
     from PIL import ImageOps
 
-    return ImageOps.exif_transpose(image)
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as exc:  # the EXIF block is parsed only now (SyntaxError, struct.error...)
+        raise InvalidImageError(
+            f"{name}: its EXIF metadata is damaged ({exc}); re-save the image without it."
+        ) from None
+
+
+def _check_decoded_bytes(image: Image.Image, name: str) -> None:
+    from PIL import ImageMode
+
+    mode = ImageMode.getmode(image.mode)
+    per_pixel = len(mode.bands) * int(mode.typestr[-1])  # e.g. "<u2": 2 bytes a sample
+    width, height = image.size
+    decoded = width * height * per_pixel
+    if decoded > MAX_DECODED_BYTES:
+        raise InvalidImageError(
+            f"{name} would take {decoded / 1e6:.0f} MB decoded ({width}x{height} pixels of "
+            f"{per_pixel} bytes, mode {image.mode}), more than the "
+            f"{MAX_DECODED_BYTES / 1e6:.0f} MB limit; downscale it first."
+        )
 
 
 def _format_name(content: bytes) -> str:
@@ -308,17 +335,25 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def _scale_wide_greyscale(image: Image.Image) -> Image.Image:
-    """16-bit and float greyscale to 8 bits by their full range, not by clipping."""
+    """16-bit and float greyscale to 8 bits by their full range, not by clipping.
+
+    Through a lookup table, or in place in float32: these pictures can be large, and
+    float64 temporaries would take several times the decoded size.
+    """
     import numpy as np
     from PIL import Image
 
-    values = np.asarray(image, dtype=np.float64)
+    values = np.asarray(image)
     if image.mode == "F":
         low, high = float(values.min()), float(values.max())
+        scaled = values.astype(np.float32)
+        scaled -= low
+        scaled *= 255 / max(high - low, 1e-12)
+        pixels = np.clip(np.rint(scaled, out=scaled), 0, 255, out=scaled).astype(np.uint8)
     else:
-        low, high = 0.0, 65535.0
-    scaled = (values - low) / max(high - low, 1e-12) * 255
-    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8))
+        table = np.round(np.arange(65536) * (255 / 65535)).astype(np.uint8)
+        pixels = table[values if values.dtype == np.uint16 else np.clip(values, 0, 65535)]
+    return Image.fromarray(pixels)
 
 
 def _make_square(image: Image.Image, fit: str, name: str) -> Image.Image:

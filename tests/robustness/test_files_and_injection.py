@@ -193,7 +193,8 @@ def test_the_server_refuses_garbage_and_stays_up(server_root: str, name: str) ->
 def test_the_server_refuses_an_oversized_body_and_stays_up(server_root: str) -> None:
     files = {"image": ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024), "image/png")}
     answer = httpx.post(f"{server_root}/v1/images/variations", files=files)
-    assert answer.status_code == 413
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "image"
     assert httpx.get(f"{server_root}/health").json()["status"] == "ok"
 
 
