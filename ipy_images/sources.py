@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ._download import Download, download
+from ._sync import run_sync
 from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -136,8 +137,6 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
         return _from_download(source, draft_side)
     url = source_url(source)
     if url is not None:
-        from ._sync import run_sync
-
         return _from_download(run_sync(download(url)), draft_side)
     if isinstance(source, (str, os.PathLike)):
         return _from_path(Path(os.fspath(source)), draft_side)

@@ -50,6 +50,8 @@ fifth for the PNG framing around it. No real image comes close (a photo is neare
 _IMAGE_BYTES_SLACK = 64 * 1024
 _JSON_SLACK = 1024 * 1024
 """Room in a JSON answer for everything besides the images (usage, revised prompts)."""
+MAX_ERROR_BYTES = 64 * 1024
+"""What is read of an error answer: OpenAI's error bodies take a few hundred bytes."""
 
 
 class UnusableAnswer(Exception):
@@ -292,21 +294,25 @@ class HTTPBackend(Backend):
 
 
 async def _send_and_read(send: Callable[[], Any], limit: int) -> tuple[httpx.Response, bytes]:
-    """The streamed answer and its body, refused as soon as it passes `limit` bytes."""
+    """The streamed answer and its body: a 2xx body is refused as soon as it passes `limit`
+    bytes; an error's is cut at `MAX_ERROR_BYTES`, since only its status must survive."""
     answer: httpx.Response = await send()
     try:
+        cap = limit if answer.is_success else MAX_ERROR_BYTES
         declared = answer.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if answer.is_success and declared.isdigit() and int(declared) > cap:
             raise AnswerTooLarge
         chunks, received = [], 0
         async for chunk in answer.aiter_bytes():  # decoded: a gzip bomb counts in full
-            received += len(chunk)
-            if received > limit:
-                raise AnswerTooLarge
             chunks.append(chunk)
+            received += len(chunk)
+            if received > cap:
+                if answer.is_success:
+                    raise AnswerTooLarge
+                break
     finally:
         await answer.aclose()
-    return answer, b"".join(chunks)
+    return answer, b"".join(chunks)[:cap]
 
 
 def check_image(content: bytes) -> tuple[int, int]:

@@ -81,14 +81,19 @@ class RawServer:
 
 
 def endless(
-    prefix: bytes, *, content_type: str = "application/json", declare: bool, stop_after: int
+    prefix: bytes,
+    *,
+    status: int = 200,
+    content_type: str = "application/json",
+    declare: bool,
+    stop_after: int,
 ) -> Route:
-    """200, then `prefix` and "A"s as fast as the client takes them, up to `stop_after`
+    """`status`, then `prefix` and "A"s as fast as the client takes them, up to `stop_after`
     bytes (a stand-in for the 2 GB of the attack that keeps a failing test affordable).
     With `declare`, Content-Length announces 2 GiB; without, the body ends at close."""
 
     def route(server: RawServer, handler: BaseHTTPRequestHandler, path: str) -> None:
-        handler.send_response(200)
+        handler.send_response(status)
         handler.send_header("Content-Type", content_type)
         if declare:
             handler.send_header("Content-Length", str(2 * 1024**3))

@@ -81,9 +81,21 @@ def test_an_endless_result_url_is_cut_off_at_the_cap() -> None:
         assert server.sent["/result.png"] < 40 * MB
 
 
+def test_an_endless_error_answer_keeps_its_status_and_is_cut_short() -> None:
+    """An error body is read only as far as a message could reach (64 kB): the status,
+    and with it the typed error and the retry decision, survives any body."""
+    route = endless(b'{"error": {"message": "', status=500, declare=False, stop_after=200 * MB)
+    with RawServer({VARIATIONS: route}) as server:
+        with pytest.raises(ii.InternalServerError) as caught:
+            ii.create_variation(photo(), n=1, size="256x256", **client_options(server.url + "/v1"))
+        assert server.sent[VARIATIONS] < 20 * MB
+    assert caught.value.status_code == 500
+    assert len(str(caught.value)) < 200
+
+
 # -- 9. deeply nested JSON is a typed error -------------------------------------------------
 
-DEEP = "[" * 100_000 + "]" * 100_000
+DEEP = "[" * 20_000 + "]" * 20_000  # 40 kB: inside the 64 kB read of an error body
 
 
 def test_deeply_nested_json_in_a_2xx_answer_is_a_connection_error(
