@@ -243,11 +243,13 @@ async def run(base_url: str) -> tuple[Attack, Counter[str], float, float]:
     )
     await asyncio.gather(*stalled)
     mix_seconds = time.monotonic() - start  # the last requests' answers come after 60 s
+    print(f"[phase 1 over after {mix_seconds:.0f} s]", file=sys.stderr, flush=True)
 
     # Phase 2: the SDK clients, the slow connections still on.
     sdk_start = time.monotonic()
     probe = asyncio.ensure_future(health_probe(attack, "phase 2", float("inf")))
     outcomes = Counter(await asyncio.gather(*(sdk_client(base_url) for _ in range(SDK_CLIENTS))))
+    print(f"[phase 2 over after {time.monotonic() - sdk_start:.0f} s]", file=sys.stderr, flush=True)
     sdk_seconds = time.monotonic() - sdk_start
     attack.slow_until = 0.0
     probe.cancel()
