@@ -1,7 +1,8 @@
 """The `ipy-images` command: `create-variation`, `serve` and `demo`.
 
 `create-variation` takes the flags of `openai images create-variation` (so what people
-already type works) plus our own, and prints the `ImagesResponse` JSON on stdout. Errors
+already type works) plus our own, and prints the `ImagesResponse` JSON on stdout, or with
+`--output-dir` the paths of the files it saved (the JSON's base64 runs to 100s of KB). Errors
 are one line on stderr: exit status 2 for usage errors (bad flags, unreadable image,
 options a backend refuses), 1 for API errors, 130 when interrupted.
 """
@@ -83,8 +84,9 @@ def _add_create_variation(commands: Any) -> None:
         "create-variation",
         help="make variations of one image and print the ImagesResponse JSON",
         description="Make variations of one image and print the ImagesResponse JSON on "
-        "stdout. Takes the flags of 'openai images create-variation'. The backend is "
-        "--backend, else IPY_IMAGES_BACKEND, else 'local' (this machine, no key) unless "
+        "stdout, or the saved files' paths with --output-dir. Takes the flags of "
+        "'openai images create-variation'. The backend is --backend, else IPY_IMAGES_BACKEND, "
+        "else 'local' (this machine, no key) unless "
         "OPENAI_BASE_URL or OPENAI_API_KEY is set.",
         epilog=f"example: {PROG} create-variation --image cat.png --n 2 --size 256x256 "
         "--output-dir out/",
@@ -115,7 +117,15 @@ def _add_create_variation(commands: Any) -> None:
     sub.add_argument("--prompt", help="what to keep or change (edits backend only)")
     sub.add_argument("--seed", type=int, help="makes the local engine reproducible")
     sub.add_argument(
-        "-o", "--output-dir", help="also write the PNGs and metadata.json into a new run folder"
+        "-o",
+        "--output-dir",
+        help="write the PNGs and metadata.json into a new run folder and print their paths "
+        "instead of the JSON",
+    )
+    sub.add_argument(
+        "--print-json",
+        action="store_true",
+        help="with --output-dir, print the full JSON (base64 included) instead of the paths",
     )
     sub.set_defaults(run=_create_variation)
 
@@ -221,12 +231,23 @@ def _create_variation(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     options = {name: value for name, value in given.items() if value is not None}
+    if args.output_dir:  # a path that cannot be a folder fails before any image is made
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     response = create_variation(args.image, n=args.n, on_image=_progress(args.n), **options)
-    print(json.dumps(response.to_dict(), indent=2))
+    if not args.output_dir or args.print_json:
+        print(json.dumps(response.to_dict(), indent=2))
     if args.output_dir:
-        folder = response.save(args.output_dir)
-        print(f"{PROG}: wrote {len(response.data)} images to {folder}", file=sys.stderr)
+        _print_saved(response.save(args.output_dir), quiet=args.print_json)
     return 0
+
+
+def _print_saved(folder: Path, *, quiet: bool) -> None:
+    """The saved files' paths on stdout, one a line (the base64 JSON is 100s of KB), unless
+    stdout already carries the JSON; a summary on stderr."""
+    files = sorted(folder.iterdir())
+    if not quiet:
+        print("\n".join(map(str, files)))
+    print(f"{PROG}: wrote {len(files)} files to {folder}", file=sys.stderr)
 
 
 def _progress(total: int, label: str = "") -> Callable[[int, ImageData], None] | None:

@@ -168,23 +168,58 @@ def test_usage_errors_exit_2_with_one_line(
 # --- create-variation ----------------------------------------------------------------
 
 
-def test_create_variation_on_the_local_engine_prints_json_and_writes_files(
-    square_png: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    args = ("--image", str(square_png), "--n", "2", "--size", "256x256", "--seed", "5")
-    result = cli("create-variation", *args, "--output-dir", str(out))
+LOCAL_ARGS = ("--n", "2", "--size", "256x256", "--seed", "5")
+SAVED_NAMES = ["metadata.json", "original.png", "variation-01.png", "variation-02.png"]
+
+
+def test_create_variation_on_the_local_engine_prints_json(square_png: Path) -> None:
+    result = cli("create-variation", "--image", str(square_png), *LOCAL_ARGS)
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     spec.validate_images_response(body)
     assert len(body["data"]) == 2 and all("b64_json" in item for item in body["data"])
+
+
+def test_output_dir_prints_the_saved_paths_not_the_base64(square_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli(
+        "create-variation", "--image", str(square_png), *LOCAL_ARGS, "--output-dir", str(out)
+    )
+    assert result.returncode == 0, result.stderr
     run = out / "run-001"
-    assert f"wrote 2 images to {run}" in result.stderr
-    names = sorted(p.name for p in run.iterdir())
-    assert names == ["metadata.json", "original.png", "variation-01.png", "variation-02.png"]
+    assert result.stdout.splitlines() == [str(run / name) for name in SAVED_NAMES]
+    assert len(result.stdout) < 1_000  # the JSON would be 100s of KB
+    assert result.stderr.splitlines()[-1] == f"ipy-images: wrote 4 files to {run}"
+    assert sorted(p.name for p in run.iterdir()) == SAVED_NAMES
     assert Image.open(run / "variation-01.png").size == (256, 256)
     metadata = json.loads((run / "metadata.json").read_text())
     assert metadata["backend"] == "local" and metadata["params"]["seed"] == 5
+
+
+def test_print_json_with_output_dir_prints_the_full_json_and_saves(
+    square_png: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = (*LOCAL_ARGS, "--output-dir", str(out), "--print-json")
+    result = cli("create-variation", "--image", str(square_png), *args)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    spec.validate_images_response(body)
+    assert all(len(item["b64_json"]) > 1_000 for item in body["data"])
+    assert sorted(p.name for p in (out / "run-001").iterdir()) == SAVED_NAMES
+    assert f"wrote 4 files to {out / 'run-001'}" in result.stderr
+
+
+def test_an_output_dir_that_is_a_file_fails_before_any_image_is_made(
+    square_png: Path, tmp_path: Path
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    line = one_error_line(
+        cli("create-variation", "--image", str(square_png), "--output-dir", str(taken)), 1
+    )
+    assert line.startswith("ipy-images: error:") and str(taken) in line
+    assert taken.read_text() == "a file, not a folder"
 
 
 def test_create_variation_against_the_served_subprocess(served: Served, square_png: Path) -> None:
