@@ -14,21 +14,23 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._progress import Progress
 from .backends import BACKENDS
 from .errors import APIError, InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
-    from .models import ImageData, ImagesResponse
+    from .models import ImagesResponse
 
 __all__ = ["main"]
 
 PROG = "ipy-images"
 SERVER_KEY_ENV = "IPY_IMAGES_SERVER_API_KEY"
 DEMO_SAMPLES = ("coffee", "astronaut")
+DEMO_THUMB_SIZE = 200  # px: an original and four variations fit a 1,100 px window, then wrap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,7 +235,9 @@ def _create_variation(args: argparse.Namespace) -> int:
     options = {name: value for name, value in given.items() if value is not None}
     if args.output_dir:  # a path that cannot be a folder fails before any image is made
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    response = create_variation(args.image, n=args.n, on_image=_progress(args.n), **options)
+    # a bar on a terminal only: a script's stderr stays for errors
+    with Progress(args.n, prefix=PROG, lines=False) as progress:
+        response = create_variation(args.image, n=args.n, on_image=progress.on_image(), **options)
     if not args.output_dir or args.print_json:
         print(json.dumps(response.to_dict(), indent=2))
     if args.output_dir:
@@ -248,20 +252,6 @@ def _print_saved(folder: Path, *, quiet: bool) -> None:
     if not quiet:
         print("\n".join(map(str, files)))
     print(f"{PROG}: wrote {len(files)} files to {folder}", file=sys.stderr)
-
-
-def _progress(total: int, label: str = "") -> Callable[[int, ImageData], None] | None:
-    """Reports each image as it arrives, on a terminal only: runs can take a minute."""
-    if not sys.stderr.isatty():
-        return None
-    done = 0
-
-    def report(index: int, data: ImageData) -> None:
-        nonlocal done
-        done += 1
-        print(f"{PROG}: {label}image {done} of {total} ready", file=sys.stderr, flush=True)
-
-    return report
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -293,7 +283,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
 
-    async def run() -> list[ImagesResponse]:
+    async def run(progress: Progress) -> list[ImagesResponse]:
         async with AsyncVariationClient(backend="local") as client:
             return list(
                 await asyncio.gather(
@@ -303,19 +293,26 @@ def _demo(args: argparse.Namespace) -> int:
                             n=args.n,
                             size=args.size,
                             seed=args.seed,
-                            on_image=_progress(args.n, f"{name} "),
+                            on_image=progress.on_image(name),
                         )
                         for name in DEMO_SAMPLES
                     )
                 )
             )
 
-    responses = run_sync(run())
+    total = args.n * len(DEMO_SAMPLES)
+    with Progress(total, prefix=f"{PROG} demo", lines=True) as progress:
+        responses = run_sync(run(progress))
     out = Path(args.output_dir)
     folders = [r.save(out / name) for name, r in zip(DEMO_SAMPLES, responses, strict=True)]
     page = out / "index.html"
-    grid = ImageGrid.compare(list(zip(DEMO_SAMPLES, responses, strict=True)))
-    _write_atomically(page, _html_page(grid.to_html(), args))
+    # one wrapping grid per photo, so the page fits any window (no fixed-width rows)
+    sections = [
+        f'<h2 style="font-size:16px;margin:20px 0 6px">{name}</h2>\n'
+        f"{ImageGrid.from_response(response, thumb_size=DEMO_THUMB_SIZE).to_html()}"
+        for name, response in zip(DEMO_SAMPLES, responses, strict=True)
+    ]
+    _write_atomically(page, _html_page("\n".join(sections), args))
     seconds = time.perf_counter() - started
     print(
         f"{PROG} demo: {len(DEMO_SAMPLES)} photos x {args.n} variations "
@@ -330,11 +327,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _html_page(body: str, args: argparse.Namespace) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>ipy-images demo</title></head>\n"
         '<body style="font-family:system-ui,sans-serif;margin:24px">\n'
         '<h1 style="font-size:20px">ipy-images demo</h1>\n'
         f"<p>{args.n} variations of each sample photo, {args.size}, seed {args.seed}, "
-        "made offline by the local engine. The original is outlined.</p>\n"
+        "made offline by the local engine. The original is outlined; the full-size PNGs "
+        "are in the folders beside this page.</p>\n"
         f"{body}\n</body>\n</html>\n"
     )
 

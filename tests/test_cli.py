@@ -7,9 +7,12 @@ line on stderr with exit status 2 (usage) or 1 (API).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import pty
+import re
 import signal
 import socket
 import subprocess
@@ -308,9 +311,21 @@ def test_serve_finishes_in_flight_requests_on_sigterm(square_png: Path) -> None:
 # --- demo ----------------------------------------------------------------------------
 
 
-def test_demo_writes_pngs_and_a_page(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One `ipy-images demo --n 1` run (stderr a pipe, not a terminal) and its folder."""
+    tmp_path = tmp_path_factory.mktemp("demo")
     result = cli("demo", "--n", "1", "--output-dir", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    return result, tmp_path
+
+
+def test_demo_writes_pngs_and_a_page_that_fits_the_window(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, tmp_path = demo_run
     page = tmp_path / "demo" / "index.html"
     assert f"open {Path('demo') / 'index.html'}" in result.stdout
     html = page.read_text()
@@ -320,3 +335,55 @@ def test_demo_writes_pngs_and_a_page(tmp_path: Path) -> None:
         assert name in html
         run = tmp_path / "demo" / name / "run-001"
         assert (run / "variation-01.png").is_file() and (run / "original.png").is_file()
+    # rows wrap instead of running off a 1,280 px window (docs/demo-page.png shows it)
+    assert "nowrap" not in html and "flex-wrap:wrap" in html
+    assert max(int(px) for px in re.findall(r"width:(\d+)px", html)) <= 260
+
+
+def test_demo_reports_each_image_when_stderr_is_not_a_terminal(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, _ = demo_run
+    first, *images = result.stderr.splitlines()
+    assert first == "ipy-images demo: making 2 images on this machine"
+    assert [line.split(" · ")[0] for line in images] == [
+        "ipy-images demo: 1/2 images",
+        "ipy-images demo: 2/2 images",
+    ]
+    assert re.search(r" · \d+ s elapsed · about \d+ s left \((coffee|astronaut) #1\)$", images[0])
+    assert re.search(r" · \d+ s elapsed · done \((coffee|astronaut) #1\)$", images[1])
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr  # no bar in a log
+
+
+def test_a_terminal_gets_a_bar_redrawn_in_place(square_png: Path) -> None:
+    image = (str(square_png), *LOCAL_ARGS)
+    primary, secondary = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # a full pty buffer would block the command
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ipy_images.cli", "create-variation", "--image", *image],
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            cwd=REPO,
+            env=clean_env(),
+            timeout=300,
+        )
+    finally:
+        os.close(secondary)
+        reader.join(timeout=10)
+        os.close(primary)
+    assert result.returncode == 0
+    spec.validate_images_response(json.loads(result.stdout))  # stdout stays pure JSON
+    screen = b"".join(chunks).decode()
+    assert screen.startswith("\ripy-images: [------------------------] 0/2 images")
+    assert "] 1/2 images · " in screen
+    assert "\ripy-images: [########################] 2/2 images · " in screen
+    assert screen.endswith(" · done\x1b[K\r\n")  # the pty turns the last \n into \r\n
