@@ -241,17 +241,12 @@ def _create_variation(args: argparse.Namespace) -> int:
     if not args.output_dir or args.print_json:
         print(json.dumps(response.to_dict(), indent=2))
     if args.output_dir:
-        _print_saved(response.save(args.output_dir), quiet=args.print_json)
+        folder = response.save(args.output_dir)
+        files = sorted(folder.iterdir())
+        if not args.print_json:  # one path a line, for the next command to read
+            print("\n".join(map(str, files)))
+        print(f"{PROG}: wrote {len(files)} files to {folder}", file=sys.stderr)
     return 0
-
-
-def _print_saved(folder: Path, *, quiet: bool) -> None:
-    """The saved files' paths on stdout, one a line (the base64 JSON is 100s of KB), unless
-    stdout already carries the JSON; a summary on stderr."""
-    files = sorted(folder.iterdir())
-    if not quiet:
-        print("\n".join(map(str, files)))
-    print(f"{PROG}: wrote {len(files)} files to {folder}", file=sys.stderr)
 
 
 def _serve(args: argparse.Namespace) -> int:
