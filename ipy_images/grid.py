@@ -14,7 +14,6 @@ import html
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +140,7 @@ class ImageGrid:
             columns=columns,
             thumb_size=thumb_size,
             original=None if source is None else source.image,
-            caption=parts + _describe(response),
+            caption=parts + response.describe(),
             backend=getattr(response, "backend", None),
         )
 
@@ -393,30 +392,6 @@ def _describe_images(grids: list[ImageGrid]) -> list[str]:
     if backends:
         parts.append(", ".join(backends))
     return parts
-
-
-def _describe(response: Any) -> list[str]:
-    """The caption of a response: backend, model, size, seed, created, tokens; absent
-    values are left out."""
-    request = getattr(response, "request", None)
-    usage = getattr(response, "usage", None)
-    created = getattr(response, "created", None)
-    size = getattr(request, "size", None) or getattr(response, "size", None)
-    seed = getattr(request, "seed", None)
-    parts = [
-        f"backend {response.backend}" if getattr(response, "backend", None) else "",
-        f"model {request.model}" if getattr(request, "model", None) else "",
-        f"size {size}" if size else "",
-        f"seed {seed}" if seed is not None else "",
-    ]
-    if isinstance(created, int):
-        when = datetime.fromtimestamp(created, tz=timezone.utc)
-        parts.append(f"created {when:%Y-%m-%d %H:%M} UTC")
-    if usage is not None and getattr(usage, "total_tokens", None):
-        parts.append(
-            f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
-        )
-    return [part for part in parts if part]
 
 
 def _cell_width(cells: Iterable[_Cell]) -> int:
