@@ -60,6 +60,13 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _wait(future: concurrent.futures.Future[T]) -> T:
     # A short timeout keeps the main thread interruptible by Ctrl-C on every platform.
     while True:
@@ -67,10 +74,3 @@ def _wait(future: concurrent.futures.Future[T]) -> T:
             return future.result(timeout=0.2)
         except concurrent.futures.TimeoutError:
             continue
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -609,7 +609,7 @@ class VariationExplorer(widgets.VBox):
     def save_selected(self, directory: str | Path) -> Path:
         """Write the ticked images as PNG, with `metadata.json` giving each one's lineage,
         into a new `run-NNN` folder of `directory` (all or nothing); returns that folder."""
-        from ._files import new_run_directory, write_run
+        from ._files import write_run
 
         chosen = [cell for cell in self._cells.values() if cell.selected.value]
         if not chosen:
@@ -630,7 +630,7 @@ class VariationExplorer(widgets.VBox):
                     "lineage": cell.result.response.metadata()["lineage"],
                 }
         files["metadata.json"] = json.dumps({"images": images}, indent=2).encode()
-        return write_run(new_run_directory(Path(directory)), files)
+        return write_run(Path(directory), files)
 
 
 def result_actions(
