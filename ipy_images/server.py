@@ -65,7 +65,7 @@ MODELS = ("dall-e-2", "gpnn")
 FIELDS = frozenset({"image", "model", "n", "response_format", "size", "user"})
 NOT_A_SMALL_PNG = "Uploaded image must be a PNG and less than 4 MB."
 URL_STORE_BYTES = 512 * MB  # the oldest results are dropped beyond this, even before expiry
-UPLOADS_BYTES = 256 * MB  # all request bodies being received at once; beyond, 429
+UPLOADS_BYTES = 64 * MB  # all request bodies being received at once; beyond, 429
 SPOOL_BYTES = 64 * 1024  # an upload beyond this waits in a temporary file, not in memory
 UPLOAD_SECONDS = 120.0  # the longest a whole body may take to arrive, pauses or not
 FIRST_GUESS_SECONDS = 5.0  # a generation's time, for Retry-After, until one is measured
@@ -360,10 +360,15 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
             raise Refusal(400, "Invalid Content-Length header.")
         if int(declared) > settings.max_body:
             raise _too_large()
+    # A declared length is held from the start, so a flood of uploads is refused unread.
+    held = int(declared or 0)
+    if settings.uploading + held > settings.max_uploading:
+        raise _busy_uploading(settings.read_timeout)
+    settings.uploading += held
     received = 0
 
     async def body() -> AsyncGenerator[bytes, None]:
-        nonlocal received
+        nonlocal received, held
         deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
         more = True
         while more:
@@ -377,13 +382,15 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk, more = message.get("body", b""), message.get("more_body", False)
-            # Also counted while reading: chunked bodies declare no length.
-            if received + len(chunk) > settings.max_body:
-                raise _too_large()
-            if settings.uploading + len(chunk) > settings.max_uploading:
-                raise _busy_uploading(settings.read_timeout)
             received += len(chunk)
-            settings.uploading += len(chunk)
+            # Also counted while reading: chunked bodies declare no length.
+            if received > settings.max_body:
+                raise _too_large()
+            if received > held:
+                if settings.uploading + received - held > settings.max_uploading:
+                    raise _busy_uploading(settings.read_timeout)
+                settings.uploading += received - held
+                held = received
             yield chunk
 
     parser = _FormParser(
@@ -394,7 +401,7 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
     except MultiPartException as exc:
         raise Refusal(400, f"Could not parse the multipart body: {exc.message}") from None
     finally:
-        settings.uploading -= received
+        settings.uploading -= held
     fields: dict[str, str] = {}
     upload: UploadFile | None = None
     try:
@@ -451,7 +458,7 @@ def _busy_uploading(read_timeout: float) -> Refusal:
         f"The server is receiving too many uploads at once. Retry after {wait} s.",
         type="rate_limit_exceeded",
         code="rate_limit_exceeded",
-        headers={"Retry-After": str(wait)},
+        headers={"Connection": "close", "Retry-After": str(wait)},  # the body is not read
     )
 
 
