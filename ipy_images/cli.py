@@ -1,7 +1,8 @@
 """The `ipy-images` command: `create-variation`, `serve` and `demo`.
 
 `create-variation` takes the flags of `openai images create-variation` (so what people
-already type works) plus our own, and prints the `ImagesResponse` JSON on stdout. Errors
+already type works) plus our own, and prints the `ImagesResponse` JSON on stdout, or with
+`--output-dir` the paths of the files it saved (the JSON's base64 runs to 100s of KB). Errors
 are one line on stderr: exit status 2 for usage errors (bad flags, unreadable image,
 options a backend refuses), 1 for API errors, 130 when interrupted.
 """
@@ -13,21 +14,23 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._progress import Progress
 from .backends import BACKENDS
 from .errors import APIError, InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
-    from .models import ImageData, ImagesResponse
+    from .models import ImagesResponse
 
 __all__ = ["main"]
 
 PROG = "ipy-images"
 SERVER_KEY_ENV = "IPY_IMAGES_SERVER_API_KEY"
 DEMO_SAMPLES = ("coffee", "astronaut")
+DEMO_THUMB_SIZE = 200  # px: an original and four variations fit a 1,100 px window, then wrap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,8 +86,9 @@ def _add_create_variation(commands: Any) -> None:
         "create-variation",
         help="make variations of one image and print the ImagesResponse JSON",
         description="Make variations of one image and print the ImagesResponse JSON on "
-        "stdout. Takes the flags of 'openai images create-variation'. The backend is "
-        "--backend, else IPY_IMAGES_BACKEND, else 'local' (this machine, no key) unless "
+        "stdout, or the saved files' paths with --output-dir. Takes the flags of "
+        "'openai images create-variation'. The backend is --backend, else IPY_IMAGES_BACKEND, "
+        "else 'local' (this machine, no key) unless "
         "OPENAI_BASE_URL or OPENAI_API_KEY is set.",
         epilog=f"example: {PROG} create-variation --image cat.png --n 2 --size 256x256 "
         "--output-dir out/",
@@ -115,7 +119,15 @@ def _add_create_variation(commands: Any) -> None:
     sub.add_argument("--prompt", help="what to keep or change (edits backend only)")
     sub.add_argument("--seed", type=int, help="makes the local engine reproducible")
     sub.add_argument(
-        "-o", "--output-dir", help="also write the PNGs and metadata.json into a new run folder"
+        "-o",
+        "--output-dir",
+        help="write the PNGs and metadata.json into a new run folder and print their paths "
+        "instead of the JSON",
+    )
+    sub.add_argument(
+        "--print-json",
+        action="store_true",
+        help="with --output-dir, print the full JSON (base64 included) instead of the paths",
     )
     sub.set_defaults(run=_create_variation)
 
@@ -221,26 +233,20 @@ def _create_variation(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     options = {name: value for name, value in given.items() if value is not None}
-    response = create_variation(args.image, n=args.n, on_image=_progress(args.n), **options)
-    print(json.dumps(response.to_dict(), indent=2))
+    if args.output_dir:  # a path that cannot be a folder fails before any image is made
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    # a bar on a terminal only: a script's stderr stays for errors
+    with Progress(args.n, prefix=PROG, lines=False) as progress:
+        response = create_variation(args.image, n=args.n, on_image=progress.on_image(), **options)
+    if not args.output_dir or args.print_json:
+        print(json.dumps(response.to_dict(), indent=2))
     if args.output_dir:
         folder = response.save(args.output_dir)
-        print(f"{PROG}: wrote {len(response.data)} images to {folder}", file=sys.stderr)
+        files = sorted(folder.iterdir())
+        if not args.print_json:  # one path a line, for the next command to read
+            print("\n".join(map(str, files)))
+        print(f"{PROG}: wrote {len(files)} files to {folder}", file=sys.stderr)
     return 0
-
-
-def _progress(total: int, label: str = "") -> Callable[[int, ImageData], None] | None:
-    """Reports each image as it arrives, on a terminal only: runs can take a minute."""
-    if not sys.stderr.isatty():
-        return None
-    done = 0
-
-    def report(index: int, data: ImageData) -> None:
-        nonlocal done
-        done += 1
-        print(f"{PROG}: {label}image {done} of {total} ready", file=sys.stderr, flush=True)
-
-    return report
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -272,7 +278,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
 
-    async def run() -> list[ImagesResponse]:
+    async def run(progress: Progress) -> list[ImagesResponse]:
         async with AsyncVariationClient(backend="local") as client:
             return list(
                 await asyncio.gather(
@@ -282,19 +288,26 @@ def _demo(args: argparse.Namespace) -> int:
                             n=args.n,
                             size=args.size,
                             seed=args.seed,
-                            on_image=_progress(args.n, f"{name} "),
+                            on_image=progress.on_image(name),
                         )
                         for name in DEMO_SAMPLES
                     )
                 )
             )
 
-    responses = run_sync(run())
+    total = args.n * len(DEMO_SAMPLES)
+    with Progress(total, prefix=f"{PROG} demo", lines=True) as progress:
+        responses = run_sync(run(progress))
     out = Path(args.output_dir)
     folders = [r.save(out / name) for name, r in zip(DEMO_SAMPLES, responses, strict=True)]
     page = out / "index.html"
-    grid = ImageGrid.compare(list(zip(DEMO_SAMPLES, responses, strict=True)))
-    _write_atomically(page, _html_page(grid.to_html(), args))
+    # one wrapping grid per photo, so the page fits any window (no fixed-width rows)
+    sections = [
+        f'<h2 style="font-size:16px;margin:20px 0 6px">{name}</h2>\n'
+        f"{ImageGrid.from_response(response, thumb_size=DEMO_THUMB_SIZE).to_html()}"
+        for name, response in zip(DEMO_SAMPLES, responses, strict=True)
+    ]
+    _write_atomically(page, _html_page("\n".join(sections), args))
     seconds = time.perf_counter() - started
     print(
         f"{PROG} demo: {len(DEMO_SAMPLES)} photos x {args.n} variations "
@@ -309,11 +322,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _html_page(body: str, args: argparse.Namespace) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>ipy-images demo</title></head>\n"
         '<body style="font-family:system-ui,sans-serif;margin:24px">\n'
         '<h1 style="font-size:20px">ipy-images demo</h1>\n'
         f"<p>{args.n} variations of each sample photo, {args.size}, seed {args.seed}, "
-        "made offline by the local engine. The original is outlined.</p>\n"
+        "made offline by the local engine. The original is outlined; the full-size PNGs "
+        "are in the folders beside this page.</p>\n"
         f"{body}\n</body>\n</html>\n"
     )
 

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._config import resolve
+from ._download import download
 from ._sync import run_sync
 from .backends import backend_class
 from .errors import APIError, InvalidParameterError
 from .models import ImageData, ImagesResponse, VariationRequest
+from .sources import source_url
 
 if TYPE_CHECKING:
     import httpx
@@ -41,7 +43,8 @@ class AsyncVariationClient:
         api_key: for HTTP backends; defaults to `OPENAI_API_KEY`. Never shown or logged.
         base_url: e.g. "http://127.0.0.1:8000/v1"; defaults to `OPENAI_BASE_URL`.
         model: the default model of every request.
-        timeout: seconds for one HTTP attempt, body included.
+        timeout: seconds for one HTTP attempt, body included, and for downloading a
+            source URL.
         max_retries: further attempts after a retryable failure.
         max_concurrency: batches in flight at once.
 
@@ -205,8 +208,13 @@ class AsyncVariationClient:
         """Load and prepare `image` for this client's backend, in a worker thread.
 
         Front ends call this first to report bad sources before any request is sent;
-        a `PreparedImage` passed to `create_variation` is not prepared again.
+        a `PreparedImage` passed to `create_variation` is not prepared again. A URL is
+        downloaded here, on the event loop, within `timeout`: cancelling closes it at once,
+        so no worker thread is left waiting on a stalled server.
         """
+        url = source_url(image)
+        if url is not None:
+            image = await download(url, timeout=self.timeout)
         return await asyncio.to_thread(self._get_backend().prepare, image, request)
 
     async def _fan_out(

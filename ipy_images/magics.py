@@ -2,7 +2,7 @@
 
     %load_ext ipy_images
     %%variation -n 4 --size 256x256 --backend local --seed 7 -o out
-    notebooks/data/coffee.png
+    notebooks/data/chelsea.jpg
     {my_pil_image}
 
 Each line of the cell is one source: a path, an http(s) URL, or `{expression}` evaluated in
@@ -36,6 +36,7 @@ from IPython.display import display
 from traitlets import Float, Int, Unicode
 from traitlets.config import Configurable
 
+from ._redact import redact
 from ._sync import background_loop, run_sync
 from .errors import InvalidImageError, IpyImagesError
 
@@ -452,9 +453,8 @@ def _usage_errors(secret: str | None) -> Iterator[None]:
 
 
 def _one_line(exc: BaseException, secret: str | None) -> str:
-    text = _flat(exc)
     # Defence in depth: no message may carry the key, whatever a server echoes back.
-    return text.replace(secret, "[redacted]") if secret else text
+    return redact(_flat(exc), secret)
 
 
 def _flat(exc: BaseException) -> str:

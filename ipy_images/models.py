@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +208,19 @@ class ImageData:
         picture.load()
         return picture
 
+    def __repr__(self) -> str:
+        # The base64 of one picture runs to 100 K characters: show its length, never the text.
+        parts = []
+        if self.b64_json is not None:
+            parts.append(f"b64_json=<{len(self.b64_json):,} chars>")
+        if self.url is not None:
+            parts.append(f"url={_clip(self.url)!r}")
+        if self.revised_prompt is not None:
+            parts.append(f"revised_prompt={_clip(self.revised_prompt)!r}")
+        if self.content is not None and self.b64_json is None:
+            parts.append(f"content=<{len(self.content):,} bytes>")
+        return f"ImageData({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.extra)
         for key in ("b64_json", "url", "revised_prompt"):
@@ -305,6 +319,31 @@ class ImagesResponse:
             out["usage"] = self.usage.to_dict()
         return out
 
+    def describe(self) -> list[str]:
+        """What made this response, as short phrases for captions: backend, model, size,
+        seed, created (UTC), tokens; absent values are left out."""
+        request = self.request
+        size = (request.size if request else None) or self.size
+        seed = request.seed if request else None
+        parts = [
+            f"backend {self.backend}" if self.backend else "",
+            f"model {request.model}" if request and request.model else "",
+            f"size {size}" if size else "",
+            f"seed {seed}" if seed is not None else "",
+            f"created {datetime.fromtimestamp(self.created, tz=timezone.utc):%Y-%m-%d %H:%M} UTC",
+        ]
+        usage = self.usage
+        if usage is not None and usage.total_tokens:
+            parts.append(
+                f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
+            )
+        return [part for part in parts if part]
+
+    def __repr__(self) -> str:
+        # Short everywhere (a plain shell, logs, a list of runs): never the base64 of `data`.
+        count = f"{len(self.data)} image{'' if len(self.data) == 1 else 's'}"
+        return f"ImagesResponse({', '.join([count, *map(_clip, self.describe())])})"
+
     def metadata(self) -> dict[str, Any]:
         """Where these images came from: parameters, creation time, backend, source hash."""
         return {
@@ -325,14 +364,14 @@ class ImagesResponse:
         never overwritten; files are written to a temporary folder first and renamed into
         place, so an interrupted save leaves nothing half-written. Returns the run folder.
         """
-        from ._files import new_run_directory, write_run
+        from ._files import write_run
 
         images = self.images
         files = {f"variation-{i + 1:02d}.png": _png_bytes(img) for i, img in enumerate(images)}
         if self.source is not None:
             files["original.png"] = self.source.png
         files["metadata.json"] = json.dumps(self.metadata(), indent=2).encode()
-        return write_run(new_run_directory(Path(directory)), files)
+        return write_run(Path(directory), files)
 
     def to_grid(self, **options: Any) -> ImageGrid:
         """An `ImageGrid` of the original followed by the variations."""
@@ -342,6 +381,11 @@ class ImagesResponse:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return self.to_grid()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters (with an ellipsis), for reprs of unbounded strings."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
+from ._download import Download, download
+from ._sync import run_sync
 from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ MAX_DECODED_BYTES = 100_000_000
 About 5770x5770 RGB, 5000x5000 RGBA or 7070x7070 16-bit greyscale. Pixels alone do not
 bound memory: a 124 KB 16-bit PNG of 7999x7999 passes the pixel limit yet decodes to 128 MB.
 """
-MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 16  # smaller pictures hold too few patches to vary
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
 FITS = ("crop", "pad", "strict")
@@ -133,12 +133,13 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
     if isinstance(source, (tuple, list, Mapping)) and _looks_like_upload(source):
         content, name = _from_upload(source)
         return _decode(content, name, draft_side), name
+    if isinstance(source, Download):
+        return _from_download(source, draft_side)
+    url = source_url(source)
+    if url is not None:
+        return _from_download(run_sync(download(url)), draft_side)
     if isinstance(source, (str, os.PathLike)):
-        text = os.fspath(source)
-        scheme = _URL_SCHEME.match(text)
-        if scheme and not os.path.exists(text):
-            return _from_url(text, scheme.group(1).lower(), draft_side)
-        return _from_path(Path(text), draft_side)
+        return _from_path(Path(os.fspath(source)), draft_side)
     if hasattr(source, "read"):
         content = source.read()
         if isinstance(content, str):
@@ -164,55 +165,27 @@ def _from_path(path: Path, draft_side: int | None) -> tuple[Image.Image, str]:
     return _decode(content, path.name, draft_side), path.name
 
 
-def _from_url(url: str, scheme: str, draft_side: int | None) -> tuple[Image.Image, str]:
-    if scheme not in ("http", "https"):
-        raise InvalidImageError(
-            f"'{scheme}:' URLs are not downloaded; give an http(s) URL, or for a local file "
-            "its plain path."
-        )
-    import httpx
+def source_url(source: Any) -> str | None:
+    """The URL that `source` names, if it is one (a string with a scheme, not a file)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    text = os.fspath(source)
+    if not isinstance(text, str) or not _URL_SCHEME.match(text) or os.path.exists(text):
+        return None
+    return text
 
-    name = PurePosixPath(unquote(urlsplit(url).path)).name or "image"
-    try:
-        with (
-            httpx.Client(follow_redirects=True, max_redirects=5, timeout=30.0) as client,
-            client.stream("GET", url) as answer,
-        ):
-            if answer.status_code >= 400:
-                raise InvalidImageError(
-                    f"{url} answered HTTP {answer.status_code} {answer.reason_phrase}; "
-                    "check the URL."
-                )
-            declared = int(answer.headers.get("content-length") or 0)
-            if declared > MAX_DOWNLOAD_BYTES:
-                raise _too_large_download(url)
-            chunks, received = [], 0
-            for chunk in answer.iter_bytes():
-                received += len(chunk)
-                if received > MAX_DOWNLOAD_BYTES:
-                    raise _too_large_download(url)
-                chunks.append(chunk)
-            kind = answer.headers.get("content-type", "").split(";")[0].strip()
-    except httpx.TooManyRedirects:
-        raise InvalidImageError(f"{url} redirects too many times; check the URL.") from None
-    except httpx.HTTPError as exc:
-        raise InvalidImageError(
-            f"could not download {url}: {type(exc).__name__}; check the URL and the network."
-        ) from None
-    content = b"".join(chunks)
+
+def _from_download(fetched: Download, draft_side: int | None) -> tuple[Image.Image, str]:
+    name, kind = fetched.name, fetched.content_type
     if kind and not kind.startswith("image/") and kind != "application/octet-stream":
         try:
-            return _decode(content, name, draft_side), name
+            return _decode(fetched.content, name, draft_side), name
         except InvalidImageError:
             raise InvalidImageError(
-                f"{url} answered with {kind}, not an image; give the URL of the image itself."
+                f"{fetched.url} answered with {kind}, not an image; give the URL of the image "
+                "itself."
             ) from None
-    return _decode(content, name, draft_side), name
-
-
-def _too_large_download(url: str) -> InvalidImageError:
-    limit = MAX_DOWNLOAD_BYTES // (1024 * 1024)
-    return InvalidImageError(f"{url} is larger than {limit} MB; download and downscale it first.")
+    return _decode(fetched.content, name, draft_side), name
 
 
 def _looks_like_upload(value: Any) -> bool:

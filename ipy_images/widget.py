@@ -26,6 +26,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ._redact import redact
 from ._sync import background_loop
 from .client import AsyncVariationClient
 from .errors import APIError, InvalidParameterError, IpyImagesError
@@ -204,7 +205,7 @@ class VariationForm(widgets.VBox):
         )
         self.source_text = widgets.Text(
             description="or path/URL",
-            placeholder="notebooks/data/coffee.png or https://…/cat.png, then Enter",
+            placeholder="data/chelsea.jpg or https://…/cat.png, then Enter",
             continuous_update=False,
             style=wide,
             layout=widgets.Layout(flex="1 1 auto", min_width="300px"),
@@ -579,6 +580,4 @@ class VariationForm(widgets.VBox):
         The key is masked in case some foreign library put it in its message.
         """
         text = str(exc) if isinstance(exc, IpyImagesError) else f"{type(exc).__name__}: {exc}"
-        text = " ".join(text.split())
-        key = client.get("api_key")
-        return text.replace(key, "***") if key else text
+        return redact(" ".join(text.split()), client.get("api_key"))

@@ -27,6 +27,7 @@ MAX_PROMPT_CHARS = 32_000
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
+LARGEST_SIZE = (1536, 1024)  # of SIZES; either way round
 QUALITIES = ("low", "medium", "high", "auto")
 BACKGROUNDS = ("transparent", "opaque", "auto")
 OUTPUT_FORMATS = ("png", "webp", "jpeg")
@@ -99,6 +100,11 @@ class EditsBackend(HTTPBackend):
                 "(not a PreparedImage) so it is downscaled to fit."
             )
         return image
+
+    def auto_size_limit(self, request: VariationRequest) -> tuple[int, int]:
+        if str(request.model).startswith(_GPT_IMAGE_PREFIXES):
+            return LARGEST_SIZE
+        return super().auto_size_limit(request)
 
     def form_fields(self, request: VariationRequest, n: int) -> dict[str, str]:
         # response_format is never sent: GPT image models refuse it for anything but b64_json.
