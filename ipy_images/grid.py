@@ -14,7 +14,6 @@ import html
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,27 +127,10 @@ class ImageGrid:
             self.append(image, None if titles is None else titles[index])
 
     @classmethod
-    def from_response(
-        cls, response: Any, *, thumb_size: int = 256, columns: int | None = None
-    ) -> ImageGrid:
-        """The grid of an `ImagesResponse`: its source first, then the variations, captioned
-        with the parameters that made them."""
-        source = getattr(response, "source", None)
-        parts = [f"source {source.name}"] if getattr(source, "name", None) else []
-        return cls(
-            response.images,
-            columns=columns,
-            thumb_size=thumb_size,
-            original=None if source is None else source.image,
-            caption=parts + _describe(response),
-            backend=getattr(response, "backend", None),
-        )
-
-    @classmethod
     def compare(
         cls, rows: Sequence[tuple[str | None, Any]], *, thumb_size: int = 256
     ) -> ComparisonGrid:
-        """One row per source: `rows` are `(label, ImagesResponse | ImageGrid | images)`."""
+        """One row per source: `rows` are `(label, ImageGrid | images | ImagesResponse)`."""
         return ComparisonGrid(rows, thumb_size=thumb_size)
 
     def _cell(self, source: Any, title: str | None, *, original: bool = False) -> _Cell:
@@ -271,12 +253,13 @@ class ComparisonGrid:
             self.add_row(*row)
 
     def add_row(self, label: str | None, item: Any) -> ImageGrid:
-        """Add a row from an `ImagesResponse`, an `ImageGrid` or a list of images; the row's
-        grid is returned so it can grow with `append` as images arrive."""
+        """Add a row from an `ImageGrid`, a list of images, or anything that makes its own
+        grid with `to_grid(thumb_size=...)` (an `ImagesResponse`); the row's grid is returned
+        so it can grow with `append` as images arrive."""
         if isinstance(item, ImageGrid):
             grid = item
-        elif hasattr(item, "data") and hasattr(item, "created"):
-            grid = ImageGrid.from_response(item, thumb_size=self.thumb_size)
+        elif callable(getattr(item, "to_grid", None)):
+            grid = item.to_grid(thumb_size=self.thumb_size)
         else:
             grid = ImageGrid(item, thumb_size=self.thumb_size)
         if label is None:
@@ -383,30 +366,6 @@ def _describe_images(grids: list[ImageGrid]) -> list[str]:
     if backends:
         parts.append(", ".join(backends))
     return parts
-
-
-def _describe(response: Any) -> list[str]:
-    """The caption of a response: backend, model, size, seed, created, tokens; absent
-    values are left out."""
-    request = getattr(response, "request", None)
-    usage = getattr(response, "usage", None)
-    created = getattr(response, "created", None)
-    size = getattr(request, "size", None) or getattr(response, "size", None)
-    seed = getattr(request, "seed", None)
-    parts = [
-        f"backend {response.backend}" if getattr(response, "backend", None) else "",
-        f"model {request.model}" if getattr(request, "model", None) else "",
-        f"size {size}" if size else "",
-        f"seed {seed}" if seed is not None else "",
-    ]
-    if isinstance(created, int):
-        when = datetime.fromtimestamp(created, tz=timezone.utc)
-        parts.append(f"created {when:%Y-%m-%d %H:%M} UTC")
-    if usage is not None and getattr(usage, "total_tokens", None):
-        parts.append(
-            f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
-        )
-    return [part for part in parts if part]
 
 
 def _cell_width(cells: Iterable[_Cell]) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from ._options import FITS
 from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ MAX_PIXELS = 64_000_000  # 8000 x 8000: larger headers are refused before decodi
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 16  # smaller pictures hold too few patches to vary
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
-FITS = ("crop", "pad", "strict")
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,7 @@ def prepare_image(
             since no backend returns more than this.
         max_bytes: the PNG is downscaled until it is smaller than this.
     """
-    if fit not in FITS:
-        raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {fit!r}.")
+    check_fit(fit)
     for option, value, least in (("max_side", max_side, MIN_SIDE), ("max_bytes", max_bytes, 4096)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise InvalidParameterError(
@@ -106,6 +105,12 @@ def prepare_image(
         image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
         png = _encode_png(image)
     return PreparedImage(png, image, name, hashlib.sha256(png).hexdigest(), original_size)
+
+
+def check_fit(fit: Any) -> None:
+    if fit not in FITS:
+        allowed = f"{', '.join(map(repr, FITS[:-1]))} or {FITS[-1]!r}"
+        raise InvalidParameterError(f"fit must be {allowed}, not {fit!r}.", param="fit")
 
 
 def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Image, str]:

@@ -155,8 +155,8 @@ def test_local_backend_blocking_shows_progress_then_a_fresh_final_grid(
     assert all(o.transient["display_id"] == display_id for o in progress)
     assert progress[0].data == progress[-1].data == {"text/plain": ""}
     statuses = [o.data["text/plain"] for o in progress[1:-1]]
-    assert statuses[0] == "Generating 2 variations of photo.png… 0/2"
-    assert statuses[-1] == "Generating 2 variations of photo.png… 2/2"
+    assert statuses[0] == "photo.png · 0 of 2 images · generating…"
+    assert statuses[-1] == "photo.png · 2 of 2 images · generating…"
 
 
 def test_several_sources_are_requested_concurrently_one_row_each(
@@ -173,7 +173,7 @@ def test_several_sources_are_requested_concurrently_one_row_each(
     final = final_output(captured)
     assert final["text/plain"].startswith("ComparisonGrid(3 sources x 2 variations")
     assert final["text/html"].count("<img") == 9
-    assert "Generating 2 variations each of photo.png, img, arr[::2, ::2]… 6/6" in [
+    assert "photo.png, img, arr[::2, ::2] · 6 of 6 images · generating…" in [
         o.data["text/plain"] for o in captured.outputs
     ]
 
@@ -334,9 +334,11 @@ def test_background_returns_at_once_and_fills_in(ip: InteractiveShell) -> None:
     assert len(ip.user_ns["out"].data) == 2
     first, *updates = captured.outputs
     display_id = first.transient["display_id"]
-    assert first.data["text/plain"] == "Generating 2 variations of photo.png… 0/2"
+    assert first.data["text/plain"] == "photo.png · 0 of 2 images · generating…"
     assert all(o.update and o.transient["display_id"] == display_id for o in updates)
-    assert [o.data["text/plain"][-3:] for o in updates[:-1]] == ["1/2", "2/2"]
+    assert [o.data["text/plain"] for o in updates[:-1]] == [
+        f"photo.png · {done} of 2 images · generating…" for done in (1, 2)
+    ]
     assert updates[-1].data["text/html"].count("<img") == 3
 
 

@@ -107,8 +107,8 @@ def test_local_run_fills_the_grid_and_progress(form: VariationForm, image_path: 
     assert form.progress.value == 2 and form.progress.max == 2
     assert not form.generate_button.disabled and form.cancel_button.disabled
     assert not is_error(form) and "Done: 2 images" in status_text(form)
-    # the preview shows the prepared (square-cropped) source
-    assert "sample.png · 200x200 PNG" in form.preview.value
+    # the preview describes the file as given (the prepared square is what the grid shows)
+    assert "sample.png · 240x200 PNG, 2 KB" in form.preview.value
 
 
 def test_loopback_runs_add_rows_to_the_history(
@@ -326,7 +326,7 @@ def test_settings_default_to_the_magic_configuration(
     from IPython.core.interactiveshell import InteractiveShell
 
     plain = VariationForm()
-    assert plain.n.value == 4 and plain.backend.value == "auto" and plain.size.value == ""
+    assert plain.n.value == 1 and plain.backend.value == "auto" and plain.size.value == ""
 
     shell = InteractiveShell.instance()
     try:
