@@ -112,7 +112,11 @@ class Option(NamedTuple):
 
 
 OPTIONS: dict[str, Option] = {
-    "n": Option(("-n", "--n"), "how many; above 10 in concurrent batches (our extension)", int),
+    "n": Option(
+        ("-n", "--n", "--num-images"),
+        "how many; above 10 in concurrent batches (our extension)",
+        int,
+    ),
     "size": Option(("-s", "--size"), "the size of each image"),
     "response_format": Option(("--response-format",), "how images return (url: fetched at once)"),
     "model": Option(("-m", "--model"), "the model"),

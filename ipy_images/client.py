@@ -298,6 +298,10 @@ class VariationClient:
     ) -> None:
         self._client = AsyncVariationClient(**_given(locals(), _CLIENT))
 
+    @property
+    def backend(self) -> str:
+        return self._client.backend
+
     def __repr__(self) -> str:
         return repr(self._client).replace("AsyncVariationClient", "VariationClient", 1)
 

@@ -37,19 +37,19 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._options import BACKENDS, BackendSpec
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
 from .models import ImageData, ImagesResponse
-from .sources import PreparedImage, prepare_image
+from .sources import PreparedImage
 
 __all__ = ["create_app", "serve"]
 
 MB = 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 4 * MB
-SIZES = ("256x256", "512x512", "1024x1024")
-RESPONSE_FORMATS = ("url", "b64_json")
-MODELS = ("dall-e-2", "gpnn")
+CONTRACT = BACKENDS["variations"]  # the legacy contract this server speaks...
+ENGINE = BACKENDS["local"]  # ...from the local engine
 FIELDS = frozenset({"image", "model", "n", "response_format", "size", "user"})
 NOT_A_SMALL_PNG = "Uploaded image must be a PNG and less than 4 MB."
 URL_STORE_BYTES = 512 * MB  # the oldest results are dropped beyond this, even before expiry
@@ -223,19 +223,18 @@ async def _variations(request: Request) -> Response:
     fields, upload = await _parse_form(request, body)
     try:
         options = _options(fields)
-        image = await _image(upload)
+        image = await _image(upload, settings.client)
     finally:
         await upload.close()
     async with settings.gate.admit():
         response = await _unless_disconnected(
             request,
-            settings.client.create_variation(
+            settings.client.generate(
                 image,
                 n=options["n"],
                 size=options["size"],
                 model=options["model"],
                 user=options["user"],
-                fit="strict",
             ),
         )
     if response is None:  # nobody is left to answer; the status is only for the access log
@@ -378,18 +377,18 @@ async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, str], Up
 def _options(fields: Mapping[str, str]) -> dict[str, Any]:
     """The validated request options, with the legacy contract's defaults."""
     return {
-        "n": _whole_number(fields, "n", default=1, low=1, high=10),
-        "size": _choice(fields, "size", SIZES, default="1024x1024"),
-        "response_format": _choice(fields, "response_format", RESPONSE_FORMATS, default="url"),
-        "model": _choice(fields, "model", MODELS, default=None),
+        "n": _whole_number(fields, "n", default=CONTRACT.default("n"), low=1, high=10),
+        "size": _choice(fields, "size", CONTRACT),
+        "response_format": _choice(fields, "response_format", CONTRACT),
+        "model": _choice(fields, "model", ENGINE),
         "user": fields.get("user"),
     }
 
 
-def _choice(
-    fields: Mapping[str, str], name: str, allowed: tuple[str, ...], *, default: str | None
-) -> str | None:
-    value = fields.get(name, default)
+def _choice(fields: Mapping[str, str], name: str, spec: BackendSpec) -> str | None:
+    """The field's value, or the contract's default; refused unless `spec` takes it."""
+    allowed = spec.choices(name) or ()
+    value = fields.get(name, CONTRACT.default(name, official=True))
     if value is not None and value not in allowed:
         listed = ", ".join(f"'{a}'" for a in allowed)
         raise Refusal(
@@ -426,7 +425,7 @@ def _whole_number(
     return value
 
 
-async def _image(upload: UploadFile) -> PreparedImage:
+async def _image(upload: UploadFile, client: AsyncVariationClient) -> PreparedImage:
     """The uploaded PNG, decoded; refused unless a square PNG under 4 MB, like the legacy API.
 
     The content decides, not the part's declared type: clients that send the bytes as
@@ -444,8 +443,7 @@ async def _image(upload: UploadFile) -> PreparedImage:
                 param="image",
             )
     try:
-        # Decoding takes tens of milliseconds: off the event loop.
-        return await asyncio.to_thread(prepare_image, data, fit="strict")
+        return await client.prepare(data, fit="strict")  # decoding runs off the event loop
     except InvalidImageError as exc:
         raise Refusal(400, str(exc), param="image") from None
 
