@@ -198,7 +198,7 @@ class AsyncVariationClient:
         prepared = await self.prepare(image, fit=request.fit)
         return await self.generate(prepared, request, on_image=on_image)
 
-    async def prepare(self, image: ImageSource, *, fit: Fit = "crop") -> PreparedImage:
+    async def prepare(self, image: ImageSource, *, fit: Fit | str = "crop") -> PreparedImage:
         """Load and prepare `image` for this client's backend, in a worker thread.
 
         Front ends call this first to report a bad source before any request is sent.
@@ -268,11 +268,8 @@ def _merge_or_raise(results: list[ImagesResponse | BaseException]) -> ImagesResp
     error = failures[0]
     if not isinstance(error, APIError):
         raise error
-    partials = [
-        r if isinstance(r, ImagesResponse) else r.partial
-        for r in results
-        if isinstance(r, ImagesResponse) or (isinstance(r, APIError) and r.partial is not None)
-    ]
+    found = [r if isinstance(r, ImagesResponse) else getattr(r, "partial", None) for r in results]
+    partials = [p for p in found if isinstance(p, ImagesResponse)]
     error.partial = ImagesResponse.merge(partials) if partials else None
     raise error
 

@@ -194,7 +194,9 @@ class ImageGrid:
         """All thumbnails with their titles on one picture, for places without HTML."""
         cells = self._all_cells()
         per_row = self.columns or min(len(cells), 6) or 1
-        rows = [([], cells[i : i + per_row]) for i in range(0, len(cells), per_row)]
+        rows: list[tuple[list[str], list[_Cell | None]]] = [
+            ([], list(cells[i : i + per_row])) for i in range(0, len(cells), per_row)
+        ]
         return _draw_sheet(rows, label_width=0)
 
     def to_html(self) -> str:
@@ -424,7 +426,8 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
 def _auto_format(picture: Image.Image) -> str:
     """PNG for real transparency or few colours (lossy codecs would smear them); JPEG, which
     every renderer shows, for photos."""
-    if picture.mode in ("RGBA", "LA") and picture.getchannel("A").getextrema()[0] < 255:
+    alpha = picture.getchannel("A").getextrema()[0] if picture.mode in ("RGBA", "LA") else 255
+    if alpha < 255:  # type: ignore[operator]
         return "png"
     # getcolors gives up as soon as it passes the limit, so photos cost next to nothing
     return "png" if picture.getcolors(_FEW_COLOURS) is not None else "jpeg"

@@ -82,6 +82,8 @@ class _Source:
 class VariationMagics(Magics, Configurable):
     """`%%variation` and `%variation_form`; defaults are set with `%config VariationMagics`."""
 
+    shell: InteractiveShell  # type: ignore[assignment]  # always set: made for a shell
+
     backend = Unicode(
         _DEFAULTS["backend"],
         allow_none=True,
@@ -435,14 +437,16 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """Remove the magics and cancel their background runs."""
-    magics = ipython.magics_manager.registry.pop(VariationMagics.__name__, None)
+    manager: Any = ipython.magics_manager
+    magics = manager.registry.pop(VariationMagics.__name__, None)
     if not isinstance(magics, VariationMagics):
         return
     for job in list(magics._jobs):
         job.cancel()
-    for kind, table in magics.magics.items():
-        for name in table:
-            ipython.magics_manager.magics[kind].pop(name, None)
+    table: Any = magics.magics
+    for kind, names in table.items():
+        for name in names:
+            manager.magics[kind].pop(name, None)
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
     if _current.magics is magics:

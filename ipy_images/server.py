@@ -25,7 +25,7 @@ import socket
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,7 +330,7 @@ async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, str], Up
             "expected multipart/form-data.",
         )
 
-    async def once() -> AsyncIterator[bytes]:
+    async def once() -> AsyncGenerator[bytes, None]:
         yield body
 
     parser = MultiPartParser(

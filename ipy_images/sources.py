@@ -332,7 +332,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     )
     if has_alpha:
         rgba = image.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
+        if rgba.getchannel("A").getextrema()[0] < 255:  # type: ignore[operator]
             return rgba
         return rgba.convert("RGB")
     return image.convert("RGB")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import threading
@@ -92,11 +93,7 @@ class LocalBackend(Backend):
 
         jobs = [_workers().submit(one, first_index + i) for i in range(n)]
         for job_index, job in enumerate(jobs):
-            job.add_done_callback(
-                lambda done, i=first_index + job_index: loop.call_soon_threadsafe(
-                    _emit_if_done, emit, i, done
-                )
-            )
+            job.add_done_callback(functools.partial(_report, loop, emit, first_index + job_index))
         try:
             data = await asyncio.gather(*(asyncio.wrap_future(job) for job in jobs))
         except BaseException:
@@ -113,6 +110,13 @@ class LocalBackend(Backend):
             request=request,
             source=image,
         )
+
+
+def _report(
+    loop: asyncio.AbstractEventLoop, emit: Emit, index: int, job: futures.Future[ImageData]
+) -> None:
+    """Emit a finished job's image on the event loop's thread."""
+    loop.call_soon_threadsafe(_emit_if_done, emit, index, job)
 
 
 def _emit_if_done(emit: Emit, index: int, job: futures.Future[ImageData]) -> None:
