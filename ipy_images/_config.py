@@ -75,8 +75,8 @@ def resolve(
         raise InvalidParameterError(
             f"unknown backend {backend!r}; use one of {', '.join(repr(b) for b in BACKENDS)}."
         )
-    if backend == "local":
-        return Settings("local", None, None)
+    if not BACKENDS[backend].remote:
+        return Settings(backend, None, None)
     base_url = base_url or OPENAI_BASE_URL
     if not base_url.startswith(("http://", "https://")):
         raise InvalidParameterError(

@@ -44,11 +44,13 @@ class Accepts(NamedTuple):
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """A backend: what it is (for help texts), where its class is, what it accepts."""
+    """A backend: what it is (for help texts), where its class is, what it accepts, and
+    whether it talks to a server (then it takes a base URL and a key)."""
 
     summary: str
     load: str  # "module:Class", imported on first use; relative to ipy_images.backends
     options: dict[str, Accepts]
+    remote: bool = True
 
     def choices(self, option: str) -> tuple[Any, ...] | None:
         return self.options[option].choices if option in self.options else None
@@ -73,6 +75,7 @@ BACKENDS: dict[str, BackendSpec] = {
             "seed": Accepts(),
             "diversity": Accepts(None, 1.0),
         },
+        remote=False,
     ),
     "variations": BackendSpec(
         "the legacy POST /images/variations contract, spoken by any compatible server",

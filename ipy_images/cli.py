@@ -80,15 +80,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_create_variation(commands: Any) -> None:
+    server, local = BACKENDS["variations"], BACKENDS["local"]
     sub = commands.add_parser(
         "create-variation",
         help="make variations of one image and print the ImagesResponse JSON",
         description="Make variations of one image and print the ImagesResponse JSON on "
         "stdout. Takes the flags of 'openai images create-variation', with the official "
-        "defaults against a server (--base-url): --size 1024x1024, --response-format url. "
-        "The local backend (this machine, no key) returns images inline (b64_json) at "
-        "256x256 by default, for speed. Our extensions: --n above 10 (fanned out into "
-        "concurrent requests), the local and edits backends, and the options marked so. "
+        f"defaults against a server (--base-url): --size {server.default('size')}, "
+        f"--response-format {server.default('response_format', official=True)}. The local "
+        f"backend (this machine, no key) returns images inline ({local.default('size')}, "
+        f"{local.default('response_format')}) by default, for speed. Our extensions: --n "
+        "above 10 (fanned out into concurrent requests), the local and edits backends and "
+        "their options. "
         "The backend is --backend, else IPY_IMAGES_BACKEND, else 'local' unless "
         "OPENAI_BASE_URL or OPENAI_API_KEY is set.",
         epilog=f"example: {PROG} create-variation --image cat.png --n 2 --size 256x256 "

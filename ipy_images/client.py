@@ -122,7 +122,7 @@ class AsyncVariationClient:
     def _get_backend(self) -> Backend:
         if self._backend is None:
             options: dict[str, Any] = {}
-            if self.backend != "local":
+            if BACKENDS[self.backend].remote:
                 import httpx
 
                 self._http = httpx.AsyncClient(

@@ -324,7 +324,7 @@ class VariationForm(widgets.VBox):
             dropdown.disabled = spec is not None and name not in spec.options
         self.seed.disabled = spec is not None and "seed" not in spec.options
         self.prompt.disabled = spec is not None and "prompt" not in spec.options
-        self.base_url.disabled = backend == "local"
+        self.base_url.disabled = spec is not None and not spec.remote
 
     def _source_changed(self) -> None:
         """Prepare the new source in the background, to preview exactly what will be sent."""
