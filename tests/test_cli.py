@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import spec
+from loopback import LoopbackServer
 from PIL import Image, ImageDraw
 
 TOKEN = "sk-class-token-5d1c0b2a9e"
@@ -285,3 +286,35 @@ def test_demo_writes_pngs_and_a_page(tmp_path: Path) -> None:
         assert name in html
         run = tmp_path / "demo" / name / "run-001"
         assert (run / "variation-01.png").is_file() and (run / "original.png").is_file()
+
+
+# --- mirroring `openai images create-variation` -----------------------------------------
+
+
+def test_with_a_server_the_defaults_are_the_official_ones(
+    square_png: Path, loopback: LoopbackServer
+) -> None:
+    result = cli("create-variation", "--image", str(square_png), "--base-url", loopback.base_url)
+    assert result.returncode == 0, result.stderr
+    (request,) = loopback.requests
+    assert request.fields["size"] == "1024x1024" and request.fields["response_format"] == "url"
+    assert request.fields["n"] == "1"
+    body = json.loads(result.stdout)
+    spec.validate_images_response(body)
+    assert [set(item) for item in body["data"]] == [{"url"}]
+
+
+def test_an_unknown_flag_points_at_the_commands_help(square_png: Path) -> None:
+    line = one_error_line(cli("create-variation", "--image", str(square_png), "--bogus"), 2)
+    assert "unrecognized arguments: --bogus" in line
+    assert "see 'ipy-images create-variation --help'" in line
+
+
+def test_help_documents_the_local_defaults_and_our_extensions() -> None:
+    result = cli("create-variation", "--help")
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0
+    assert "--size 1024x1024, --response-format url" in text  # with a server
+    assert "local backend (this machine, no key) returns images inline (256x256, b64_json)" in text
+    assert "--n above 10 (fanned out into concurrent requests)" in text
+    assert "local: 256x256 (default), 512x512, 1024x1024" in text

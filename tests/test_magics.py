@@ -385,3 +385,35 @@ def wait_for(condition: Any, deadline: float = 60) -> None:
     while not condition():
         assert time.monotonic() < end, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_usage_line_names_the_cell_magic_and_var_stores_the_result(ip: InteractiveShell) -> None:
+    doc = ip.find_cell_magic("variation").__doc__
+    assert "%%variation [-n N]" in doc and "  %variation [" not in doc
+    assert "--var NAME" in doc and "deprecated spelling of --var" in doc
+
+    captured = run(ip, "--backend local -n 1 --size 256x256 --seed 3 --var out")
+    assert len(ip.user_ns["out"].data) == 1 and captured.stderr == ""
+    del ip.user_ns["out"]
+    captured = run(ip, "--backend local -n 1 --size 256x256 --seed 3 -o out")
+    assert len(ip.user_ns["out"].data) == 1  # the old spelling still works, with a note
+    assert "-o/--output is deprecated; use --var NAME" in captured.stderr
+    assert "--var needs a Python variable name" in usage_error(ip, "--backend local --var 2x")
+
+
+def test_settings_are_checked_when_configured(ip: InteractiveShell) -> None:
+    from traitlets import TraitError
+
+    magics = magics_of(ip)
+    for name, value in (("backend", "cloud"), ("size", "300x300"), ("response_format", "png")):
+        with pytest.raises(TraitError, match=f"VariationMagics.{name} must be one of"):
+            setattr(magics, name, value)
+    with pytest.raises(TraitError):
+        magics.n = 0
+    magics.size = "512x512"  # a size some backend takes
+    assert magics.size == "512x512"
+
+
+def test_unset_key_variable_is_refused_for_every_backend(ip: InteractiveShell) -> None:
+    message = usage_error(ip, "--backend local --api-key-env NO_SUCH_VARIABLE")
+    assert "NO_SUCH_VARIABLE" in message and "not set" in message
