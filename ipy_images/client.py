@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import random
-from collections.abc import Callable, Container
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Container, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ._config import resolve
 from ._options import BACKENDS
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncVariationClient", "VariationClient", "acreate_variation", "create_variation"]
 
 OnImage = Callable[[int, ImageData], Any]
+P = ParamSpec("P")
+T = TypeVar("T")
 DEFAULT_TIMEOUT = 120.0  # image models often take 10-60 s per request
 _REQUEST = frozenset(field.name for field in dataclasses.fields(VariationRequest))
 _CLIENT = frozenset(
@@ -274,6 +277,28 @@ def _merge_or_raise(results: list[ImagesResponse | BaseException]) -> ImagesResp
     raise error
 
 
+def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """`function` run to completion from synchronous code, with the same signature."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(function(*args, **kwargs))
+
+    return run
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncVariationClient, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[VariationClient, P], T]:
+    """An `AsyncVariationClient` method as the same `VariationClient` method, blocking."""
+
+    @functools.wraps(method)
+    def run(self: VariationClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(method(self._client, *args, **kwargs))
+
+    return run
+
+
 class VariationClient:
     """The synchronous form of `AsyncVariationClient`; works inside Jupyter cells too.
 
@@ -311,29 +336,7 @@ class VariationClient:
     def close(self) -> None:
         run_sync(self._client.aclose())
 
-    def create_variation(
-        self,
-        image: ImageSource,
-        *,
-        n: int | None = None,
-        size: Size | None = None,
-        response_format: ResponseFormat | None = None,
-        model: str | None = None,
-        user: str | None = None,
-        prompt: str | None = None,
-        seed: int | None = None,
-        fit: Fit | None = None,
-        diversity: float | None = None,
-        quality: Quality | None = None,
-        background: Background | None = None,
-        output_format: OutputFormat | None = None,
-        output_compression: int | None = None,
-        input_fidelity: InputFidelity | None = None,
-        on_image: OnImage | None = None,
-    ) -> ImagesResponse:
-        """Make variations of `image`; see `AsyncVariationClient.create_variation`."""
-        options = _given(locals(), {*_REQUEST, "on_image"})
-        return run_sync(self._client.create_variation(image, **options))
+    create_variation = _blocking(AsyncVariationClient.create_variation)
 
 
 async def acreate_variation(
@@ -371,35 +374,10 @@ async def acreate_variation(
         return await client.create_variation(image, **_given(options, {*_REQUEST, "on_image"}))
 
 
-def create_variation(
-    image: ImageSource,
-    *,
-    n: int | None = None,
-    size: Size | None = None,
-    response_format: ResponseFormat | None = None,
-    model: str | None = None,
-    user: str | None = None,
-    prompt: str | None = None,
-    seed: int | None = None,
-    fit: Fit | None = None,
-    diversity: float | None = None,
-    quality: Quality | None = None,
-    background: Background | None = None,
-    output_format: OutputFormat | None = None,
-    output_compression: int | None = None,
-    input_fidelity: InputFidelity | None = None,
-    on_image: OnImage | None = None,
-    backend: BackendName | str | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    max_concurrency: int | None = None,
-) -> ImagesResponse:
-    """One-shot synchronous form; safe inside a running event loop (a Jupyter cell).
+create_variation = _synchronous(acreate_variation)
+create_variation.__doc__ = """One-shot synchronous form; safe inside a running event loop (a cell).
 
-    Example:
-        >>> response = create_variation(sample_image("coffee"), n=4, size="256x256")
-        >>> response            # displays as a grid in a notebook
-    """
-    return run_sync(acreate_variation(image, **_given(locals(), {*_REQUEST, *_CLIENT, "on_image"})))
+Example:
+    >>> response = create_variation(sample_image("coffee"), n=4, size="256x256")
+    >>> response            # displays as a grid in a notebook
+"""

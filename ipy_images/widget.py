@@ -140,7 +140,7 @@ class VariationForm(widgets.VBox):
         )
         self.source_text = widgets.Text(
             description="or path/URL",
-            placeholder="notebooks/data/chelsea.jpg or https://…/cat.png, then Enter",
+            placeholder="notebooks/data/coffee.png or https://…/cat.png, then Enter",
             continuous_update=False,
             style=wide,
             layout=widgets.Layout(flex="1 1 auto", min_width="300px"),
@@ -324,7 +324,8 @@ class VariationForm(widgets.VBox):
             dropdown.disabled = spec is not None and name not in spec.options
         self.seed.disabled = spec is not None and "seed" not in spec.options
         self.prompt.disabled = spec is not None and "prompt" not in spec.options
-        self.base_url.disabled = spec is not None and not spec.remote
+        # With "auto", typing a server is how one leaves the local engine.
+        self.base_url.disabled = self._chosen_backend() is not None and not (spec and spec.remote)
 
     def _source_changed(self) -> None:
         """Prepare the new source in the background, to preview exactly what will be sent."""
