@@ -23,7 +23,7 @@ import html
 import os
 import re
 import shlex
-import sys
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from pathlib import PurePosixPath
@@ -150,7 +150,8 @@ class VariationMagics(Magics, Configurable):
         args = _parse_line(line)
         name = args.var or args.output
         if args.output is not None:
-            print("%%variation: -o/--output is deprecated; use --var NAME.", file=sys.stderr)
+            # Python's way: shown where deprecations are (tests, -W), silent in a notebook.
+            warnings.warn("%%variation -o is deprecated; use --var NAME", DeprecationWarning, 2)
         if name is not None and not name.isidentifier():
             flag = "--var" if args.var else "-o"
             raise UsageError(f"{flag} needs a Python variable name, not {name!r}.")

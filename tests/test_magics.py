@@ -395,9 +395,9 @@ def test_usage_line_names_the_cell_magic_and_var_stores_the_result(ip: Interacti
     captured = run(ip, "--backend local -n 1 --size 256x256 --seed 3 --var out")
     assert len(ip.user_ns["out"].data) == 1 and captured.stderr == ""
     del ip.user_ns["out"]
-    captured = run(ip, "--backend local -n 1 --size 256x256 --seed 3 -o out")
-    assert len(ip.user_ns["out"].data) == 1  # the old spelling still works, with a note
-    assert "-o/--output is deprecated; use --var NAME" in captured.stderr
+    with pytest.warns(DeprecationWarning, match="-o is deprecated; use --var NAME"):
+        run(ip, "--backend local -n 1 --size 256x256 --seed 3 -o out")
+    assert len(ip.user_ns["out"].data) == 1  # the old spelling still works
     assert "--var needs a Python variable name" in usage_error(ip, "--backend local --var 2x")
 
 
