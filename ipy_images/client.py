@@ -8,11 +8,13 @@ from collections.abc import Callable, Container, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ._config import resolve
+from ._download import download
 from ._options import BACKENDS
 from ._sync import run_sync
 from .backends import backend_class
 from .errors import APIError, InvalidParameterError
 from .models import ImageData, ImagesResponse, VariationRequest
+from .sources import source_url
 
 if TYPE_CHECKING:
     import httpx
@@ -58,7 +60,8 @@ class AsyncVariationClient:
         api_key: for HTTP backends; defaults to `OPENAI_API_KEY`. Never shown or logged.
         base_url: e.g. "http://127.0.0.1:8000/v1"; defaults to `OPENAI_BASE_URL`.
         model: the default model of every request.
-        timeout: seconds for one HTTP attempt, body included.
+        timeout: seconds for one HTTP attempt, body included, and for downloading a
+            source URL.
         max_retries: further attempts after a retryable failure.
         max_concurrency: batches in flight at once.
 
@@ -205,9 +208,13 @@ class AsyncVariationClient:
         """Load and prepare `image` for this client's backend, in a worker thread.
 
         Front ends call this first to report a bad source before any request is sent.
-        A `PreparedImage` that already suits the backend is returned as it is.
+        A `PreparedImage` that already suits the backend is returned as it is. A URL is
+        downloaded here, on the event loop, within `timeout`: cancelling closes it at once,
+        so no worker thread is left waiting on a stalled server.
         """
-        return await asyncio.to_thread(self._get_backend().prepare, image, fit)
+        url = source_url(image)
+        source = image if url is None else await download(url, timeout=self.timeout)
+        return await asyncio.to_thread(self._get_backend().prepare, source, fit)
 
     async def generate(
         self,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._files import SAFE_NAME as _SAFE_NAME
+from ._files import write_new_file
 from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -175,6 +176,8 @@ class ImageGrid:
         """Write the original and every variation as full-resolution PNG; returns the paths.
 
         Existing files are never overwritten: a taken name gets a `-2`, `-3`... suffix.
+        Each file appears complete or not at all, and if one cannot be written (a full
+        disk) the ones this call already wrote are removed again.
         """
         if not isinstance(prefix, str) or not _SAFE_NAME.match(prefix):
             raise InvalidParameterError(
@@ -185,10 +188,17 @@ class ImageGrid:
         stems = (["original"] if self._original else []) + [
             f"{i + 1:02d}" for i in range(len(self._cells))
         ]
-        return [
-            _write_new_png(folder, f"{prefix}-{stem}", cell.image)
-            for stem, cell in zip(stems, self._all_cells(), strict=True)
-        ]
+        written: list[Path] = []
+        try:
+            for stem, cell in zip(stems, self._all_cells(), strict=True):
+                png = _encode(cell.image, "png")
+                written.append(write_new_file(folder, f"{prefix}-{stem}", ".png", png))
+        except BaseException:
+            # All or nothing: a full disk midway leaves the folder as it was.
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return written
 
     def contact_sheet(self) -> Image.Image:
         """All thumbnails with their titles on one picture, for places without HTML."""
@@ -442,20 +452,6 @@ def _encode(picture: Image.Image, fmt: str) -> bytes:
     else:
         picture.save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def _write_new_png(folder: Path, stem: str, image: Image.Image) -> Path:
-    """Write `stem.png`, or `stem-2.png`... if taken; "x" mode makes the check race-free."""
-    content = _encode(image, "png")  # encoded first: a failure leaves no file behind
-    for attempt in range(1, 10_000):
-        path = folder / (f"{stem}.png" if attempt == 1 else f"{stem}-{attempt}.png")
-        try:
-            with path.open("xb") as handle:
-                handle.write(content)
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"no free file name for {stem!r} in {folder}")
 
 
 def _draw_sheet(

@@ -2,7 +2,7 @@
 
     %load_ext ipy_images
     %%variation -n 4 --size 256x256 --backend local --seed 7 -o out
-    notebooks/data/coffee.png
+    notebooks/data/chelsea.jpg
     {my_pil_image}
 
 Each line of the cell is one source: a path, an http(s) URL, or `{expression}` evaluated in

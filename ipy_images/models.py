@@ -246,6 +246,19 @@ class ImageData:
         picture.load()
         return picture
 
+    def __repr__(self) -> str:
+        # The base64 of one picture runs to 100 K characters: show its length, never the text.
+        parts = []
+        if self.b64_json is not None:
+            parts.append(f"b64_json=<{len(self.b64_json):,} chars>")
+        if self.url is not None:
+            parts.append(f"url={_clip(self.url)!r}")
+        if self.revised_prompt is not None:
+            parts.append(f"revised_prompt={_clip(self.revised_prompt)!r}")
+        if self.content is not None and self.b64_json is None:
+            parts.append(f"content=<{len(self.content):,} bytes>")
+        return f"ImageData({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.extra)
         for key in ("b64_json", "url", "revised_prompt"):
@@ -344,6 +357,18 @@ class ImagesResponse:
             out["usage"] = self.usage.to_dict()
         return out
 
+    def describe(self) -> list[str]:
+        """What made this response, as short phrases: backend, model, size, seed, created
+        (UTC), tokens; absent values are left out."""
+        return caption(
+            self.backend, self.request, None, size=self.size, created=self.created, usage=self.usage
+        )
+
+    def __repr__(self) -> str:
+        # Short everywhere (a plain shell, logs, a list of runs): never the base64 of `data`.
+        count = f"{len(self.data)} image{'' if len(self.data) == 1 else 's'}"
+        return f"ImagesResponse({', '.join([count, *map(_clip, self.describe())])})"
+
     def metadata(self) -> dict[str, Any]:
         """Where these images came from: parameters, creation time, backend, source hash."""
         return {
@@ -364,14 +389,14 @@ class ImagesResponse:
         never overwritten; files are written to a temporary folder first and renamed into
         place, so an interrupted save leaves nothing half-written. Returns the run folder.
         """
-        from ._files import new_run_directory, write_run
+        from ._files import write_run
 
         images = self.images
         files = {f"variation-{i + 1:02d}.png": _png_bytes(img) for i, img in enumerate(images)}
         if self.source is not None:
             files["original.png"] = self.source.png
         files["metadata.json"] = json.dumps(self.metadata(), indent=2).encode()
-        return write_run(new_run_directory(Path(directory)), files)
+        return write_run(Path(directory), files)
 
     def to_grid(self, *, thumb_size: int = 256, columns: int | None = None) -> ImageGrid:
         """An `ImageGrid` of the original followed by the variations, captioned with the
@@ -396,6 +421,11 @@ class ImagesResponse:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return self.to_grid()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters (with an ellipsis), for reprs of unbounded strings."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _png_bytes(image: Image.Image) -> bytes:

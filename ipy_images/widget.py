@@ -140,7 +140,7 @@ class VariationForm(widgets.VBox):
         )
         self.source_text = widgets.Text(
             description="or path/URL",
-            placeholder="notebooks/data/coffee.png or https://…/cat.png, then Enter",
+            placeholder="data/chelsea.jpg or https://…/cat.png, then Enter",
             continuous_update=False,
             style=wide,
             layout=widgets.Layout(flex="1 1 auto", min_width="300px"),

@@ -27,6 +27,9 @@ DEFAULT_PROMPT = (
 MAX_PROMPT_CHARS = 32_000
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
+# The largest picture a GPT image model returns, either way round.
+_PIXEL_SIZES = [s.split("x") for s in BACKENDS["edits"].choices("size") or () if "x" in s]
+LARGEST_SIZE = max(((int(w), int(h)) for w, h in _PIXEL_SIZES), key=lambda wh: wh[0] * wh[1])
 _GPT_IMAGE_PREFIXES = ("gpt-image", "chatgpt-image")
 _NO_FIDELITY_PREFIX = "gpt-image-1-mini"  # documented as not taking input_fidelity
 _SIZE_PATTERN = re.compile(r"[1-9][0-9]*x[1-9][0-9]*")
@@ -87,6 +90,11 @@ class EditsBackend(HTTPBackend):
                 "(not a PreparedImage) so it is downscaled to fit."
             )
         return image
+
+    def auto_size_limit(self, request: VariationRequest) -> tuple[int, int]:
+        if str(request.model).startswith(_GPT_IMAGE_PREFIXES):
+            return LARGEST_SIZE
+        return super().auto_size_limit(request)
 
     def form_fields(self, request: VariationRequest, n: int) -> dict[str, str]:
         # response_format is never sent: GPT image models refuse it for anything but b64_json.
