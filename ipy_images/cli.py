@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._options import BACKENDS, add_arguments, choices, describe_backends, given
 from ._progress import Progress
-from .backends import BACKENDS
-from .errors import APIError, InvalidImageError, InvalidParameterError
+from .errors import APIError, InvalidImageError, InvalidParameterError, one_line
 
 if TYPE_CHECKING:
     from .models import ImagesResponse
@@ -36,9 +36,11 @@ DEMO_THUMB_SIZE = 200  # px: an original and four variations fit a 1,100 px wind
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)  # usage errors exit with status 2 here
+    args, unknown = parser.parse_known_args(argv)  # usage errors exit with status 2 here
     if args.command is None:
         parser.error("choose a command: create-variation, serve or demo")
+    if unknown:  # said by the command's own parser, so the hint names its --help
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args))
     except (InvalidImageError, InvalidParameterError) as exc:
@@ -51,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(error: BaseException, status: int) -> int:
-    text = " ".join(str(error).split()) or type(error).__name__
-    print(f"{PROG}: error: {text}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
     return status
 
 
@@ -82,42 +83,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_create_variation(commands: Any) -> None:
+    server, local = BACKENDS["variations"], BACKENDS["local"]
     sub = commands.add_parser(
         "create-variation",
         help="make variations of one image and print the ImagesResponse JSON",
         description="Make variations of one image and print the ImagesResponse JSON on "
         "stdout, or the saved files' paths with --output-dir. Takes the flags of "
-        "'openai images create-variation'. The backend is --backend, else IPY_IMAGES_BACKEND, "
-        "else 'local' (this machine, no key) unless "
+        "'openai images create-variation', with the official defaults against a server "
+        f"(--base-url): --size {server.default('size')}, --response-format "
+        f"{server.default('response_format', official=True)}. The local backend (this "
+        f"machine, no key) returns images inline ({local.default('size')}, "
+        f"{local.default('response_format')}) by default, for speed. Our extensions: --n "
+        "above 10 (fanned out into concurrent requests), the local and edits backends and "
+        "their options. "
+        "The backend is --backend, else IPY_IMAGES_BACKEND, else 'local' unless "
         "OPENAI_BASE_URL or OPENAI_API_KEY is set.",
         epilog=f"example: {PROG} create-variation --image cat.png --n 2 --size 256x256 "
         "--output-dir out/",
     )
     sub.add_argument("-I", "--image", required=True, help="the image: a path or http(s) URL")
-    sub.add_argument("-m", "--model", help="model name (local: gpnn; legacy servers: dall-e-2)")
+    add_arguments(sub, official=True)
+    sub.add_argument("--backend", choices=tuple(BACKENDS), help=describe_backends())
     sub.add_argument(
-        "-n", "--n", "--num-images", dest="n", type=int, default=1, help="how many (default 1)"
+        "--base-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1"
     )
-    sub.add_argument(
-        "--response-format",
-        choices=("url", "b64_json"),
-        help="how the server returns images (default b64_json; url results are downloaded)",
-    )
-    sub.add_argument(
-        "-s", "--size", help="256x256, 512x512 or 1024x1024 (default: the backend's own)"
-    )
-    sub.add_argument("--user", help="an end-user identifier passed to the server")
     sub.add_argument(
         "--api-key",
         help="API key; prefer the OPENAI_API_KEY environment variable (keys typed on the "
         "command line stay in your shell history)",
     )
-    sub.add_argument("--backend", choices=BACKENDS, help="local, variations or edits")
     sub.add_argument(
-        "--base-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1"
+        "--api-key-env", metavar="NAME", help="environment variable holding the API key"
     )
-    sub.add_argument("--prompt", help="what to keep or change (edits backend only)")
-    sub.add_argument("--seed", type=int, help="makes the local engine reproducible")
     sub.add_argument(
         "-o",
         "--output-dir",
@@ -129,7 +126,7 @@ def _add_create_variation(commands: Any) -> None:
         action="store_true",
         help="with --output-dir, print the full JSON (base64 included) instead of the paths",
     )
-    sub.set_defaults(run=_create_variation)
+    sub.set_defaults(run=_create_variation, parser=sub)
 
 
 def _add_serve(commands: Any) -> None:
@@ -173,7 +170,7 @@ def _add_serve(commands: Any) -> None:
         default="info",
         help="server log detail (default info: one line per request, never headers)",
     )
-    sub.set_defaults(run=_serve)
+    sub.set_defaults(run=_serve, parser=sub)
 
 
 def _add_demo(commands: Any) -> None:
@@ -194,12 +191,12 @@ def _add_demo(commands: Any) -> None:
     sub.add_argument(
         "-s",
         "--size",
-        default="256x256",
-        choices=("256x256", "512x512", "1024x1024"),
-        help="size of each variation (default 256x256, the fastest)",
+        default=BACKENDS["local"].default("size"),
+        choices=choices("size", "local"),
+        help="size of each variation (default: the smallest, the fastest)",
     )
     sub.add_argument("--seed", type=int, default=7, help="same seed, same pictures (default 7)")
-    sub.set_defaults(run=_demo)
+    sub.set_defaults(run=_demo, parser=sub)
 
 
 def _positive(text: str) -> int:
@@ -217,27 +214,22 @@ def _non_negative(text: str) -> int:
 
 
 def _create_variation(args: argparse.Namespace) -> int:
-    from .client import create_variation
+    from ._config import key_from_env
+    from .client import VariationClient
 
     if args.api_key:
         _warn("a key on the command line stays in your shell history; prefer OPENAI_API_KEY.")
-    given = {
-        "backend": args.backend,
-        "api_key": args.api_key,
-        "base_url": args.base_url,
-        "model": args.model,
-        "response_format": args.response_format,
-        "size": args.size,
-        "user": args.user,
-        "prompt": args.prompt,
-        "seed": args.seed,
-    }
-    options = {name: value for name, value in given.items() if value is not None}
+    key = args.api_key or key_from_env(args.api_key_env)
     if args.output_dir:  # a path that cannot be a folder fails before any image is made
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    # a bar on a terminal only: a script's stderr stays for errors
-    with Progress(args.n, prefix=PROG, lines=False) as progress:
-        response = create_variation(args.image, n=args.n, on_image=progress.on_image(), **options)
+    with VariationClient(args.backend, key, args.base_url) as client:
+        # The official contract's defaults, where ours differ (url results from a server).
+        spec = BACKENDS[client.backend]
+        options = {name: spec.default(name, official=True) for name in spec.options}
+        options = {k: v for k, v in options.items() if v is not None} | given(args)
+        # a bar on a terminal only: a script's stderr stays for errors
+        with Progress(options["n"], prefix=PROG, lines=False) as progress:
+            response = client.create_variation(args.image, **options, on_image=progress.on_image())
     if not args.output_dir or args.print_json:
         print(json.dumps(response.to_dict(), indent=2))
     if args.output_dir:
@@ -274,7 +266,6 @@ def _demo(args: argparse.Namespace) -> int:
     from . import sample_image
     from ._sync import run_sync
     from .client import AsyncVariationClient
-    from .grid import ImageGrid
 
     started = time.perf_counter()
 
@@ -304,7 +295,7 @@ def _demo(args: argparse.Namespace) -> int:
     # one wrapping grid per photo, so the page fits any window (no fixed-width rows)
     sections = [
         f'<h2 style="font-size:16px;margin:20px 0 6px">{name}</h2>\n'
-        f"{ImageGrid.from_response(response, thumb_size=DEMO_THUMB_SIZE).to_html()}"
+        f"{response.to_grid(thumb_size=DEMO_THUMB_SIZE).to_html()}"
         for name, response in zip(DEMO_SAMPLES, responses, strict=True)
     ]
     _write_atomically(page, _html_page("\n".join(sections), args))

@@ -26,7 +26,6 @@ import functools
 import html
 import io
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -35,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ._redact import redact
+from ._config import key_from_env
 from ._sync import background_loop
-from .errors import APIError, InvalidParameterError, IpyImagesError
+from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
 from .grid import _thumbnail
 from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage
 
@@ -558,11 +557,9 @@ class VariationExplorer(widgets.VBox):
         try:
             async with AsyncVariationClient(**client_options) as client:
                 request = client.build_request(**options)
-                prepared = await client.prepare(picked, request)
+                prepared = await client.prepare(picked, fit=request.fit)
                 row.show("generating…")
-                response = await client.create_variation(
-                    prepared, **dataclasses.asdict(request), on_image=on_image
-                )
+                response = await client.generate(prepared, request, on_image=on_image)
         except (asyncio.CancelledError, Exception) as exc:
             partial = exc.partial if isinstance(exc, APIError) else None
             if partial is None and arrived and client and request and prepared:
@@ -581,9 +578,7 @@ class VariationExplorer(widgets.VBox):
             else:
                 row.show("cancelled" if cancelled else "failed")
             if not cancelled:
-                message = str(exc) if isinstance(exc, IpyImagesError) else repr(exc)
-                message = redact(" ".join(message.split()), os.environ.get("OPENAI_API_KEY"))
-                self.status.value = _line(message, error=True)
+                self.status.value = _line(one_line(exc, key_from_env()), error=True)
             raise
         self._complete(row, response)
         self.status.value = _line(f"Done: {len(response.data)} variations of {cell.label}.")
@@ -602,7 +597,7 @@ class VariationExplorer(widgets.VBox):
         try:
             folder = self.save_selected(self.folder.value)
         except (IpyImagesError, OSError) as exc:
-            self.status.value = _line(" ".join(str(exc).split()), error=True)
+            self.status.value = _line(one_line(exc), error=True)
         else:
             self.status.value = _line(f"Saved to {folder}.")
 

@@ -130,27 +130,10 @@ class ImageGrid:
             self.append(image, None if titles is None else titles[index])
 
     @classmethod
-    def from_response(
-        cls, response: Any, *, thumb_size: int = 256, columns: int | None = None
-    ) -> ImageGrid:
-        """The grid of an `ImagesResponse`: its source first, then the variations, captioned
-        with the parameters that made them."""
-        source = getattr(response, "source", None)
-        parts = [f"source {source.name}"] if getattr(source, "name", None) else []
-        return cls(
-            response.images,
-            columns=columns,
-            thumb_size=thumb_size,
-            original=None if source is None else source.image,
-            caption=parts + response.describe(),
-            backend=getattr(response, "backend", None),
-        )
-
-    @classmethod
     def compare(
         cls, rows: Sequence[tuple[str | None, Any]], *, thumb_size: int = 256
     ) -> ComparisonGrid:
-        """One row per source: `rows` are `(label, ImagesResponse | ImageGrid | images)`."""
+        """One row per source: `rows` are `(label, ImageGrid | images | ImagesResponse)`."""
         return ComparisonGrid(rows, thumb_size=thumb_size)
 
     def _cell(self, source: Any, title: str | None, *, original: bool = False) -> _Cell:
@@ -223,7 +206,9 @@ class ImageGrid:
         """All thumbnails with their titles on one picture, for places without HTML."""
         cells = self._all_cells()
         per_row = self.columns or min(len(cells), 6) or 1
-        rows = [([], cells[i : i + per_row]) for i in range(0, len(cells), per_row)]
+        rows: list[tuple[list[str], list[_Cell | None]]] = [
+            ([], list(cells[i : i + per_row])) for i in range(0, len(cells), per_row)
+        ]
         return _draw_sheet(rows, label_width=0)
 
     def to_html(self) -> str:
@@ -282,12 +267,13 @@ class ComparisonGrid:
             self.add_row(*row)
 
     def add_row(self, label: str | None, item: Any) -> ImageGrid:
-        """Add a row from an `ImagesResponse`, an `ImageGrid` or a list of images; the row's
-        grid is returned so it can grow with `append` as images arrive."""
+        """Add a row from an `ImageGrid`, a list of images, or anything that makes its own
+        grid with `to_grid(thumb_size=...)` (an `ImagesResponse`); the row's grid is returned
+        so it can grow with `append` as images arrive."""
         if isinstance(item, ImageGrid):
             grid = item
-        elif hasattr(item, "data") and hasattr(item, "created"):
-            grid = ImageGrid.from_response(item, thumb_size=self.thumb_size)
+        elif callable(getattr(item, "to_grid", None)):
+            grid = item.to_grid(thumb_size=self.thumb_size)
         else:
             grid = ImageGrid(item, thumb_size=self.thumb_size)
         if label is None:
@@ -453,7 +439,8 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
 def _auto_format(picture: Image.Image) -> str:
     """PNG for real transparency or few colours (lossy codecs would smear them); JPEG, which
     every renderer shows, for photos."""
-    if picture.mode in ("RGBA", "LA") and picture.getchannel("A").getextrema()[0] < 255:
+    alpha = picture.getchannel("A").getextrema()[0] if picture.mode in ("RGBA", "LA") else 255
+    if alpha < 255:  # type: ignore[operator]
         return "png"
     # getcolors gives up as soon as it passes the limit, so photos cost next to nothing
     return "png" if picture.getcolors(_FEW_COLOURS) is not None else "jpeg"

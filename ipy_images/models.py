@@ -13,13 +13,15 @@ import dataclasses
 import io
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._options import COMMON
 from .errors import InvalidParameterError
+from .sources import check_fit
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -32,19 +34,21 @@ __all__ = ["ImageData", "ImagesResponse", "ResultImage", "Usage", "VariationRequ
 # The client options a response remembers for `vary`; the API key is never among them.
 CLIENT_OPTIONS = ("backend", "base_url", "model", "timeout", "max_retries", "max_concurrency")
 
+MAX_N = 10_000  # images in one call, however many requests the fan-out makes
+
 
 @dataclass
 class VariationRequest:
     """What to ask a backend for; `None` means the backend's own default."""
 
-    n: int = 1
+    n: int = COMMON["n"].default
     size: str | None = None
-    response_format: str = "b64_json"
+    response_format: str | None = None
     model: str | None = None
     user: str | None = None
     prompt: str | None = None
     seed: int | None = None
-    fit: str = "crop"
+    fit: str = COMMON["fit"].default
     diversity: float | None = None
     quality: str | None = None
     background: str | None = None
@@ -52,24 +56,27 @@ class VariationRequest:
     output_compression: int | None = None
     input_fidelity: str | None = None
 
-    def check_common(self, *, max_n: int = 10_000) -> None:
+    def check_common(self, *, max_n: int = MAX_N) -> None:
         """Checks that hold for every backend; backends check their own enums after."""
         if isinstance(self.n, bool) or not isinstance(self.n, int):
-            raise InvalidParameterError(f"n must be a whole number, not {self.n!r}.")
+            raise InvalidParameterError(f"n must be a whole number, not {self.n!r}.", param="n")
         if not 1 <= self.n <= max_n:
-            raise InvalidParameterError(f"n must be between 1 and {max_n}, not {self.n}.")
+            raise InvalidParameterError(
+                f"n must be between 1 and {max_n}, not {self.n}.", param="n"
+            )
         for name in ("size", "model", "user", "prompt", "response_format"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InvalidParameterError(
-                    f"{name} must be a string or None, not {type(value).__name__}."
+                    f"{name} must be a string or None, not {type(value).__name__}.", param=name
                 )
-        if self.fit not in ("crop", "pad", "strict"):
-            raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {self.fit!r}.")
+        check_fit(self.fit)
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
-            raise InvalidParameterError(f"seed must be a whole number, not {self.seed!r}.")
+            raise InvalidParameterError(
+                f"seed must be a whole number, not {self.seed!r}.", param="seed"
+            )
 
     def params(self) -> dict[str, Any]:
         """The options that were set, for captions and saved metadata."""
@@ -81,18 +88,49 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...], *, backend: st
     if value not in choices:
         listed = ", ".join(repr(c) for c in choices)
         raise InvalidParameterError(
-            f"{name}={value!r} is not accepted by the {backend} backend; use one of {listed}."
+            f"{name}={value!r} is not accepted by the {backend} backend; use one of {listed}.",
+            param=name,
         )
 
 
-def refuse_unsupported(request: VariationRequest, names: tuple[str, ...], *, backend: str) -> None:
+def refuse_unsupported(request: VariationRequest, names: Iterable[str], *, backend: str) -> None:
     """Refuse options that `backend` would otherwise silently ignore."""
     given = [name for name in names if getattr(request, name) is not None]
     if given:
         raise InvalidParameterError(
             f"the {backend} backend does not take {', '.join(given)}; "
-            "leave it out or choose another backend."
+            "leave it out or choose another backend.",
+            param=given[0],
         )
+
+
+def caption(
+    backend: str | None,
+    request: VariationRequest | None,
+    source: PreparedImage | None,
+    *,
+    size: str | None = None,
+    created: int | None = None,
+    usage: Usage | None = None,
+) -> list[str]:
+    """The caption of a run, live or finished: source, backend, model, size, seed, created
+    and tokens; absent values are left out."""
+    size = (request.size if request else None) or size
+    parts = [
+        f"source {source.name}" if source else "",
+        f"backend {backend}" if backend else "",
+        f"model {request.model}" if request and request.model else "",
+        f"size {size}" if size else "",
+        f"seed {request.seed}" if request and request.seed is not None else "",
+    ]
+    if isinstance(created, int):
+        when = datetime.fromtimestamp(created, tz=timezone.utc)
+        parts.append(f"created {when:%Y-%m-%d %H:%M} UTC")
+    if usage is not None and usage.total_tokens:
+        parts.append(
+            f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
+        )
+    return [part for part in parts if part]
 
 
 _USAGE_FIELDS = (
@@ -411,24 +449,11 @@ class ImagesResponse:
         return VariationExplorer(self, **options)
 
     def describe(self) -> list[str]:
-        """What made this response, as short phrases for captions: backend, model, size,
-        seed, created (UTC), tokens; absent values are left out."""
-        request = self.request
-        size = (request.size if request else None) or self.size
-        seed = request.seed if request else None
-        parts = [
-            f"backend {self.backend}" if self.backend else "",
-            f"model {request.model}" if request and request.model else "",
-            f"size {size}" if size else "",
-            f"seed {seed}" if seed is not None else "",
-            f"created {datetime.fromtimestamp(self.created, tz=timezone.utc):%Y-%m-%d %H:%M} UTC",
-        ]
-        usage = self.usage
-        if usage is not None and usage.total_tokens:
-            parts.append(
-                f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
-            )
-        return [part for part in parts if part]
+        """What made this response, as short phrases: backend, model, size, seed, created
+        (UTC), tokens; absent values are left out."""
+        return caption(
+            self.backend, self.request, None, size=self.size, created=self.created, usage=self.usage
+        )
 
     def __repr__(self) -> str:
         # Short everywhere (a plain shell, logs, a list of runs): never the base64 of `data`.
@@ -472,11 +497,26 @@ class ImagesResponse:
         files["metadata.json"] = json.dumps(self.metadata(), indent=2).encode()
         return write_run(Path(directory), files)
 
-    def to_grid(self, **options: Any) -> ImageGrid:
-        """An `ImageGrid` of the original followed by the variations."""
+    def to_grid(self, *, thumb_size: int = 256, columns: int | None = None) -> ImageGrid:
+        """An `ImageGrid` of the original followed by the variations, captioned with the
+        parameters that made them."""
         from .grid import ImageGrid
 
-        return ImageGrid.from_response(self, **options)
+        return ImageGrid(
+            self.images,
+            columns=columns,
+            thumb_size=thumb_size,
+            original=None if self.source is None else self.source.image,
+            caption=caption(
+                self.backend,
+                self.request,
+                self.source,
+                size=self.size,
+                created=self.created,
+                usage=self.usage,
+            ),
+            backend=self.backend,
+        )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return self.to_grid()._repr_mimebundle_(include=include, exclude=exclude)

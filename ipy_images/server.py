@@ -45,11 +45,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._options import BACKENDS, BackendSpec
 from ._redact import redact
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
 from .models import ImageData, ImagesResponse
-from .sources import PreparedImage, prepare_image
+from .sources import PreparedImage
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -59,13 +60,12 @@ __all__ = ["create_app", "serve"]
 MB = 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 4 * MB
-SIZES = ("256x256", "512x512", "1024x1024")
-RESPONSE_FORMATS = ("url", "b64_json")
-MODELS = ("dall-e-2", "gpnn")
+CONTRACT = BACKENDS["variations"]  # the legacy contract this server speaks...
+ENGINE = BACKENDS["local"]  # ...from the local engine
 FIELDS = frozenset({"image", "model", "n", "response_format", "size", "user"})
 NOT_A_SMALL_PNG = "Uploaded image must be a PNG and less than 4 MB."
 URL_STORE_BYTES = 512 * MB  # the oldest results are dropped beyond this, even before expiry
-UPLOADS_BYTES = 256 * MB  # all request bodies being received at once; beyond, 429
+UPLOADS_BYTES = 64 * MB  # all request bodies being received at once; beyond, 429
 SPOOL_BYTES = 64 * 1024  # an upload beyond this waits in a temporary file, not in memory
 UPLOAD_SECONDS = 120.0  # the longest a whole body may take to arrive, pauses or not
 FIRST_GUESS_SECONDS = 5.0  # a generation's time, for Retry-After, until one is measured
@@ -277,14 +277,13 @@ async def _generate(
 ) -> ImagesResponse:
     # Decoding takes memory in proportion to the picture, so it waits for a slot too.
     async with settings.gate.admit():
-        image = await _image(upload)
-        return await settings.client.create_variation(
+        image = await _image(upload, settings.client)
+        return await settings.client.generate(
             image,
             n=options["n"],
             size=options["size"],
             model=options["model"],
             user=options["user"],
-            fit="strict",
         )
 
 
@@ -360,30 +359,36 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
             raise Refusal(400, "Invalid Content-Length header.")
         if int(declared) > settings.max_body:
             raise _too_large()
+    # A declared length is held from the start, so a flood of uploads is refused unread.
+    held = int(declared or 0)
+    if settings.uploading + held > settings.max_uploading:
+        raise _busy_uploading(settings.read_timeout)
+    settings.uploading += held
     received = 0
 
     async def body() -> AsyncGenerator[bytes, None]:
-        nonlocal received
+        nonlocal received, held
         deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
         more = True
         while more:
-            try:
-                async with asyncio.timeout_at(
-                    min(deadline, asyncio.get_running_loop().time() + settings.read_timeout)
-                ):
-                    message = await request.receive()
-            except TimeoutError:
+            now = asyncio.get_running_loop().time()
+            try:  # asyncio.timeout_at is Python 3.11+; this package supports 3.10
+                wait = min(deadline - now, settings.read_timeout)
+                message = await asyncio.wait_for(request.receive(), max(wait, 0))
+            except asyncio.TimeoutError:
                 raise _stalled(settings.read_timeout) from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk, more = message.get("body", b""), message.get("more_body", False)
-            # Also counted while reading: chunked bodies declare no length.
-            if received + len(chunk) > settings.max_body:
-                raise _too_large()
-            if settings.uploading + len(chunk) > settings.max_uploading:
-                raise _busy_uploading(settings.read_timeout)
             received += len(chunk)
-            settings.uploading += len(chunk)
+            # Also counted while reading: chunked bodies declare no length.
+            if received > settings.max_body:
+                raise _too_large()
+            if received > held:
+                if settings.uploading + received - held > settings.max_uploading:
+                    raise _busy_uploading(settings.read_timeout)
+                settings.uploading += received - held
+                held = received
             yield chunk
 
     parser = _FormParser(
@@ -394,7 +399,7 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
     except MultiPartException as exc:
         raise Refusal(400, f"Could not parse the multipart body: {exc.message}") from None
     finally:
-        settings.uploading -= received
+        settings.uploading -= held
     fields: dict[str, str] = {}
     upload: UploadFile | None = None
     try:
@@ -451,25 +456,25 @@ def _busy_uploading(read_timeout: float) -> Refusal:
         f"The server is receiving too many uploads at once. Retry after {wait} s.",
         type="rate_limit_exceeded",
         code="rate_limit_exceeded",
-        headers={"Retry-After": str(wait)},
+        headers={"Connection": "close", "Retry-After": str(wait)},  # the body is not read
     )
 
 
 def _options(fields: Mapping[str, str]) -> dict[str, Any]:
     """The validated request options, with the legacy contract's defaults."""
     return {
-        "n": _whole_number(fields, "n", default=1, low=1, high=10),
-        "size": _choice(fields, "size", SIZES, default="1024x1024"),
-        "response_format": _choice(fields, "response_format", RESPONSE_FORMATS, default="url"),
-        "model": _choice(fields, "model", MODELS, default=None),
+        "n": _whole_number(fields, "n", default=CONTRACT.default("n"), low=1, high=10),
+        "size": _choice(fields, "size", CONTRACT),
+        "response_format": _choice(fields, "response_format", CONTRACT),
+        "model": _choice(fields, "model", ENGINE),
         "user": fields.get("user"),
     }
 
 
-def _choice(
-    fields: Mapping[str, str], name: str, allowed: tuple[str, ...], *, default: str | None
-) -> str | None:
-    value = fields.get(name, default)
+def _choice(fields: Mapping[str, str], name: str, spec: BackendSpec) -> str | None:
+    """The field's value, or the contract's default; refused unless `spec` takes it."""
+    allowed = spec.choices(name) or ()
+    value = fields.get(name, CONTRACT.default(name, official=True))
     if value is not None and value not in allowed:
         listed = ", ".join(f"'{a}'" for a in allowed)
         raise Refusal(
@@ -527,13 +532,12 @@ async def _check_png_header(upload: UploadFile) -> None:
             )
 
 
-async def _image(upload: UploadFile) -> PreparedImage:
+async def _image(upload: UploadFile, client: AsyncVariationClient) -> PreparedImage:
     """The uploaded PNG, decoded (after `_check_png_header`)."""
     await upload.seek(0)
     data = await upload.read()
     try:
-        # Decoding takes tens of milliseconds: off the event loop.
-        return await asyncio.to_thread(prepare_image, data, fit="strict")
+        return await client.prepare(data, fit="strict")  # decoding runs off the event loop
     except InvalidImageError as exc:
         raise Refusal(400, str(exc), param="image") from None
 

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ._download import Download, download
+from ._options import FITS
 from ._sync import run_sync
 from .errors import InvalidImageError, InvalidParameterError
 
@@ -41,7 +42,6 @@ bound memory: a 124 KB 16-bit PNG of 7999x7999 passes the pixel limit yet decode
 """
 MIN_SIDE = 16  # smaller pictures hold too few patches to vary
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
-FITS = ("crop", "pad", "strict")
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ def prepare_image(
             since no backend returns more than this.
         max_bytes: the PNG is downscaled until it is smaller than this.
     """
-    if fit not in FITS:
-        raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {fit!r}.")
+    check_fit(fit)
     for option, value, least in (("max_side", max_side, MIN_SIDE), ("max_bytes", max_bytes, 4096)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise InvalidParameterError(
@@ -121,6 +120,12 @@ def prepare_image(
     return PreparedImage(
         png, image, name, hashlib.sha256(png).hexdigest(), original_size, origin=origin
     )
+
+
+def check_fit(fit: Any) -> None:
+    if fit not in FITS:
+        allowed = f"{', '.join(map(repr, FITS[:-1]))} or {FITS[-1]!r}"
+        raise InvalidParameterError(f"fit must be {allowed}, not {fit!r}.", param="fit")
 
 
 def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Image, str]:
@@ -340,7 +345,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     )
     if has_alpha:
         rgba = image.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
+        if rgba.getchannel("A").getextrema()[0] < 255:  # type: ignore[operator]
             return rgba
         return rgba.convert("RGB")
     return image.convert("RGB")

@@ -178,7 +178,7 @@ def test_form_generates_variations_in_jupyterlab(lab: Lab) -> None:
     with sync_playwright() as playwright:
         browser = _chromium(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
             page.set_default_timeout(UI_TIMEOUT_MS)
             expect.set_options(timeout=UI_TIMEOUT_MS)
             page.goto(f"{lab.url}/doc/tree/{NOTEBOOK.name}?token={lab.token}")

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import spec
+from loopback import LoopbackServer
 from PIL import Image, ImageDraw
 
 TOKEN = "sk-class-token-5d1c0b2a9e"
@@ -387,3 +388,35 @@ def test_a_terminal_gets_a_bar_redrawn_in_place(square_png: Path) -> None:
     assert "] 1/2 images · " in screen
     assert "\ripy-images: [########################] 2/2 images · " in screen
     assert screen.endswith(" · done\x1b[K\r\n")  # the pty turns the last \n into \r\n
+
+
+# --- mirroring `openai images create-variation` -----------------------------------------
+
+
+def test_with_a_server_the_defaults_are_the_official_ones(
+    square_png: Path, loopback: LoopbackServer
+) -> None:
+    result = cli("create-variation", "--image", str(square_png), "--base-url", loopback.base_url)
+    assert result.returncode == 0, result.stderr
+    (request,) = loopback.requests
+    assert request.fields["size"] == "1024x1024" and request.fields["response_format"] == "url"
+    assert request.fields["n"] == "1"
+    body = json.loads(result.stdout)
+    spec.validate_images_response(body)
+    assert [set(item) for item in body["data"]] == [{"url"}]
+
+
+def test_an_unknown_flag_points_at_the_commands_help(square_png: Path) -> None:
+    line = one_error_line(cli("create-variation", "--image", str(square_png), "--bogus"), 2)
+    assert "unrecognized arguments: --bogus" in line
+    assert "see 'ipy-images create-variation --help'" in line
+
+
+def test_help_documents_the_local_defaults_and_our_extensions() -> None:
+    result = cli("create-variation", "--help")
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0
+    assert "--size 1024x1024, --response-format url" in text  # with a server
+    assert "local backend (this machine, no key) returns images inline (256x256, b64_json)" in text
+    assert "--n above 10 (fanned out into concurrent requests)" in text
+    assert "local: 256x256 (default), 512x512, 1024x1024" in text

@@ -246,7 +246,7 @@ def test_merge_keeps_order_and_sums_usage() -> None:
 
 def saved_response(source: Any = None) -> ImagesResponse:
     prepared = prepare_image(png_bytes((64, 48), RED) if source is None else source)
-    request = VariationRequest(n=2, size="256x256", user="teacher-7")
+    request = VariationRequest(n=2, size="256x256", response_format="b64_json", user="teacher-7")
     return ImagesResponse.from_dict(
         LEGACY_BODY, backend="variations", request=request, source=prepared
     )

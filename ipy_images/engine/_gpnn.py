@@ -82,7 +82,7 @@ def copy_fraction(nnf: np.ndarray, grid: int) -> float:
     codes = (sy - oy + grid) * span + (sx - ox + grid)
     hist = np.bincount(codes, minlength=span * span).reshape(span, span)
     padded = np.pad(hist, 1)
-    near = sum(padded[a : a + span, b : b + span] for a in range(3) for b in range(3))
+    near = np.sum([padded[a : a + span, b : b + span] for a in range(3) for b in range(3)], axis=0)
     return float(near.max()) / (grid * grid)
 
 
@@ -144,7 +144,7 @@ def _run_levels(
         for _ in range(rounds(size, coarsest=nnf is None)):
             nnf = indexes[k].nearest(extract(estimate, PATCH)).reshape(grid, grid)
             estimate = vote(target, nnf, PATCH)
-        if k == check_level and copy_fraction(nnf.ravel(), grid) > COPY_LIMIT:
+        if k == check_level and nnf is not None and copy_fraction(nnf.ravel(), grid) > COPY_LIMIT:
             return None
     assert nnf is not None
     return estimate, nnf

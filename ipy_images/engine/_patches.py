@@ -17,7 +17,11 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     channels = [
-        np.asarray(Image.fromarray(image[..., c], mode="F").resize((width, height), Image.BICUBIC))
+        np.asarray(
+            Image.fromarray(image[..., c], mode="F").resize(
+                (width, height), Image.Resampling.BICUBIC
+            )
+        )
         for c in range(image.shape[2])
     ]
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)

@@ -193,6 +193,7 @@ def shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     photo((96, 96)).save(tmp_path / "photo.png")
     yield ip
+    ip.run_line_magic("unload_ext", "ipy_images")
 
 
 @pytest.mark.parametrize("echo", ECHOES.values(), ids=ECHOES.keys())

@@ -265,7 +265,7 @@ def health_seconds(root: str) -> float:
 
 
 def test_stalled_uploads_hold_little_memory_and_get_408() -> None:
-    uploads, declared, sent = 20, 5 * MB, int(4.5 * MB)
+    uploads, declared, sent = 12, 5 * MB, int(4.5 * MB)  # 60 MB: within the 64 MB budget
     with served(read_timeout=2.0) as server:
         before = server.memory("VmRSS")
         sockets = [stalled_upload(server.port, declared, sent) for _ in range(uploads)]
@@ -273,7 +273,7 @@ def test_stalled_uploads_hold_little_memory_and_get_408() -> None:
             assert health_seconds(server.root) < 5  # answering while they stall
             settle(server)
             grown = server.memory("VmHWM") - before
-            # Held in memory, the bodies would take 90 MB; spooled, a little of each.
+            # Held in memory, the bodies would take 54 MB; spooled, a little of each.
             assert grown < uploads * sent / 4, f"the server grew by {grown / MB:.0f} MB"
             answers = [answer_then_close(sock, within=15) for sock in sockets]
         finally:
@@ -282,6 +282,25 @@ def test_stalled_uploads_hold_little_memory_and_get_408() -> None:
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
         assert b'"code":"request_timeout"' in answer
+
+
+def test_uploads_beyond_the_shared_budget_are_refused_unread() -> None:
+    from test_server import running
+
+    with running(max_uploading=8 * MB, read_timeout=5.0) as root:
+        port = int(root.rsplit(":", 1)[1])
+        first = stalled_upload(port, 5 * MB, MB)  # holds 5 MB of the 8 while it stalls
+        try:
+            second = httpx.post(
+                f"{root}/v1/images/variations",
+                content=bytes(4 * MB),
+                headers={"content-type": "multipart/form-data; boundary=b"},
+            )
+        finally:
+            first.close()
+    assert second.status_code == 429, second.text
+    assert second.headers["retry-after"] == "5"
+    assert second.json()["error"]["code"] == "rate_limit_exceeded"
 
 
 def test_connections_that_never_send_their_headers_are_closed() -> None:
