@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from PIL import Image
 
+    from .models import ResultImage
     from .sources import PreparedImage
 
 BackendName = Literal["local", "variations", "edits"]
@@ -38,7 +39,8 @@ ImageSource = Union[
     "Image.Image",
     "NDArray[Any]",
     "PreparedImage",
+    "ResultImage",
     Sequence[Mapping[str, Any]],
 ]
 """A path, an http(s) URL, bytes, a binary file, a PIL image, a numpy array, a prepared
-image or an ipywidgets `FileUpload` value."""
+image, a result `response[i]` or an ipywidgets `FileUpload` value."""

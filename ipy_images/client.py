@@ -13,8 +13,8 @@ from ._options import BACKENDS
 from ._sync import run_sync
 from .backends import backend_class
 from .errors import APIError, InvalidParameterError
-from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, VariationRequest
-from .sources import source_url
+from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage, VariationRequest
+from .sources import PreparedImage, source_url
 
 if TYPE_CHECKING:
     import httpx
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
         Size,
     )
     from .backends._base import Backend
-    from .sources import PreparedImage
 
 __all__ = ["AsyncVariationClient", "VariationClient", "acreate_variation", "create_variation"]
 
@@ -219,7 +218,12 @@ class AsyncVariationClient:
         """
         url = source_url(image)
         source = image if url is None else await download(url, timeout=self.timeout)
-        return await asyncio.to_thread(self._get_backend().prepare, source, fit)
+        prepared = await asyncio.to_thread(self._get_backend().prepare, source, fit)
+        # A result `response[i]` stays the origin of what is made from it: the lineage.
+        origin = image.origin if isinstance(image, PreparedImage) else image
+        if isinstance(origin, ResultImage) and prepared.origin is None:
+            prepared = dataclasses.replace(prepared, origin=origin)
+        return prepared
 
     async def generate(
         self,

@@ -521,7 +521,7 @@ class VariationExplorer(widgets.VBox):
                 self.status.value = _line("Cancelled.")
                 future.cancel()
             elif task.exception() is not None:
-                future.set_exception(task.exception())  # type: ignore[arg-type]
+                future.set_exception(task.exception())
             else:
                 future.set_result(task.result())
 

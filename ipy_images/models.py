@@ -437,16 +437,18 @@ class ImagesResponse:
 
     async def avary(self, index: int, **options: Any) -> ImagesResponse:
         """The async form of `vary`, for code already running in an event loop."""
-        from .client import acreate_variation
+        # Through the public API, which loads the client on first use: the client builds
+        # responses, so this module must not import it.
+        import ipy_images
 
         picked = self._result(index)
-        return await acreate_variation(picked, **self.vary_options(**options))
+        return await ipy_images.acreate_variation(picked, **self.vary_options(**options))
 
     def explore(self, **options: Any) -> Any:
         """A `VariationExplorer` of this response and its lineage: zoom, A/B wipe, vary."""
-        from .explorer import VariationExplorer
+        import ipy_images  # the explorer shows responses: it imports this module, not back
 
-        return VariationExplorer(self, **options)
+        return ipy_images.VariationExplorer(self, **options)
 
     def describe(self) -> list[str]:
         """What made this response, as short phrases: backend, model, size, seed, created

@@ -54,7 +54,7 @@ class PreparedImage:
     sha256: str
     original_size: tuple[int, int]
     mime: str = "image/png"
-    # The `ResultImage` this was made from, so responses to it know their parent.
+    # The `ResultImage` this was made from (set by the client), so responses know their parent.
     origin: ResultImage | None = field(default=None, compare=False)
 
     @property
@@ -114,12 +114,7 @@ def prepare_image(
         scale = math.sqrt(max_bytes / len(png)) * 0.95
         image = image.resize((max(1, int(image.width * scale)), max(1, int(image.height * scale))))
         png = _encode_png(image)
-    from .models import ResultImage
-
-    origin = source if isinstance(source, ResultImage) else None
-    return PreparedImage(
-        png, image, name, hashlib.sha256(png).hexdigest(), original_size, origin=origin
-    )
+    return PreparedImage(png, image, name, hashlib.sha256(png).hexdigest(), original_size)
 
 
 def check_fit(fit: Any) -> None:
@@ -136,10 +131,9 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
     """
     from PIL import Image
 
-    from .models import ResultImage
-
-    if isinstance(source, ResultImage):
-        return source.image, source.name
+    picture, name = getattr(source, "image", None), getattr(source, "name", None)
+    if isinstance(picture, Image.Image) and isinstance(name, str):
+        return picture.copy(), name  # a decoded picture with its name: a result `response[i]`
     if isinstance(source, Image.Image):
         source.load()
         name = Path(getattr(source, "filename", "") or "image.png").name
