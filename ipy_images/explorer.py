@@ -519,6 +519,9 @@ class VariationExplorer(widgets.VBox):
             self._refresh_actions(running=False)
             if task.cancelled():
                 self.status.value = _line("Cancelled.")
+            if future.done():  # cancelled by its holder, which also cancelled the task
+                return
+            if task.cancelled():
                 future.cancel()
             elif task.exception() is not None:
                 future.set_exception(task.exception())
@@ -530,6 +533,7 @@ class VariationExplorer(widgets.VBox):
             self._task.add_done_callback(settle)
 
         loop.call_soon_threadsafe(start)
+        future.add_done_callback(lambda done: self.cancel() if done.cancelled() else None)
         return future
 
     def cancel(self) -> None:

@@ -240,3 +240,16 @@ def test_a_failed_vary_shows_one_line_without_the_key(
     assert wrong not in status and wrong[-8:] not in status and wrong[3:11] not in status
     assert "failed" in explorer._rows[-1].heading.value
     assert not explorer.vary_button.disabled  # ready for another try
+
+
+def test_cancelling_the_future_stops_the_run(
+    explorer: VariationExplorer, loopback: LoopbackServer
+) -> None:
+    loopback.latency = 30
+    explorer.inspect("1.1")
+    future = explorer.vary()
+    wait_until(lambda: len(explorer._rows) == 2)
+    assert future.cancel()
+    wait_until(lambda: "cancelled" in explorer._rows[-1].heading.value)
+    wait_until(lambda: not explorer.vary_button.disabled)
+    assert "Cancelled." in explorer.status.value
