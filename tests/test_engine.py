@@ -225,6 +225,7 @@ def test_consecutive_seeds_share_no_image(coffee: Image.Image) -> None:
             assert np.abs(drawn[a] - drawn[b]).mean() > 0.03, (a, b)
 
 
+@pytest.mark.timeout(1200)  # 16 samples: minutes on a shared machine
 def test_measured_diversity_rises_with_the_knob(coffee: Image.Image) -> None:
     source = pixels(coffee.resize((256, 256)))
     grey_weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
