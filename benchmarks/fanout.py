@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from loopback import LoopbackServer, png_bytes  # noqa: E402
+from loopback import LoopbackServer, png_bytes
 
-import ipy_images as ii  # noqa: E402
+import ipy_images as ii
 
 
 async def timed(client: ii.AsyncVariationClient, image: bytes, n: int, calls: int) -> float:

@@ -31,15 +31,24 @@ from .errors import (
     RateLimitError,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the lazy names below, spelled out so type checkers see the exports
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ._samples import sample_image
-    from .client import AsyncVariationClient, VariationClient, acreate_variation, create_variation
-    from .grid import ComparisonGrid, ImageGrid
-    from .models import ImageData, ImagesResponse, Usage, VariationRequest
-    from .sources import PreparedImage, load_image, prepare_image
-    from .widget import VariationForm
+    from ._samples import sample_image as sample_image
+    from .client import AsyncVariationClient as AsyncVariationClient
+    from .client import VariationClient as VariationClient
+    from .client import acreate_variation as acreate_variation
+    from .client import create_variation as create_variation
+    from .grid import ComparisonGrid as ComparisonGrid
+    from .grid import ImageGrid as ImageGrid
+    from .models import ImageData as ImageData
+    from .models import ImagesResponse as ImagesResponse
+    from .models import Usage as Usage
+    from .models import VariationRequest as VariationRequest
+    from .sources import PreparedImage as PreparedImage
+    from .sources import load_image as load_image
+    from .sources import prepare_image as prepare_image
+    from .widget import VariationForm as VariationForm
 
 _LAZY = {
     "AsyncVariationClient": ".client",

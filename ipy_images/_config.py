@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
-from .backends import BACKENDS
+from ._options import BACKENDS
 from .errors import InvalidParameterError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def key_from_env(name: str | None = None) -> str | None:
+    """The API key held by the environment variable `name` (default OPENAI_API_KEY).
+
+    A variable other than the default that is unset is refused, rather than quietly
+    falling back to another key; the default one may be unset (the local backend needs none).
+    """
+    name = name or DEFAULT_KEY_ENV
+    if not _ENV_NAME.fullmatch(name):
+        raise InvalidParameterError(
+            f"api_key_env takes the name of an environment variable, not {name!r}.",
+            param="api_key_env",
+        )
+    key = os.environ.get(name) or None
+    if key is None and name != DEFAULT_KEY_ENV:
+        raise InvalidParameterError(
+            f"the environment variable {name}, named to hold the API key, is not set; "
+            "set it before starting Jupyter.",
+            param="api_key_env",
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -36,7 +61,7 @@ def resolve(
                 f"{option} must be a string or None, not {type(value).__name__}."
             )
     # Keys pasted from files often end in a newline, which would corrupt the header.
-    api_key = (api_key or os.environ.get("OPENAI_API_KEY") or "").strip() or None
+    api_key = (api_key or os.environ.get(DEFAULT_KEY_ENV) or "").strip() or None
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
         raise InvalidParameterError(
             "the API key holds spaces, control or non-ASCII characters; copy it again "
@@ -50,8 +75,8 @@ def resolve(
         raise InvalidParameterError(
             f"unknown backend {backend!r}; use one of {', '.join(repr(b) for b in BACKENDS)}."
         )
-    if backend == "local":
-        return Settings("local", None, None)
+    if not BACKENDS[backend].remote:
+        return Settings(backend, None, None)
     base_url = base_url or OPENAI_BASE_URL
     if not base_url.startswith(("http://", "https://")):
         raise InvalidParameterError(

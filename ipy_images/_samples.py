@@ -23,9 +23,9 @@ def sample_image(name: str = "coffee") -> Image.Image:
         raise InvalidParameterError(
             f"unknown sample image {name!r}; valid names: {', '.join(SAMPLES)}"
         )
-    with files(__package__).joinpath("samples", f"{name}.png").open("rb") as stream:
+    with files(__package__).joinpath("samples").joinpath(f"{name}.png").open("rb") as stream:
         image = Image.open(stream)
         image.load()
     picture = image.convert("RGB")
-    picture.filename = f"{name}.png"  # so captions and metadata name the photo
+    picture.filename = f"{name}.png"  # type: ignore[attr-defined]  # captions name the photo
     return picture

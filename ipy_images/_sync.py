@@ -33,6 +33,11 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` to completion from synchronous code and return its result."""
+    loop = background_loop()
+    if _running_loop() is loop:
+        coroutine.close()
+        # Waiting here would block the very loop that must run the coroutine.
+        raise RuntimeError("run_sync was called on the ipy-images loop; await the coroutine")
     finished = threading.Event()
 
     async def run() -> T:
@@ -41,7 +46,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         finally:
             finished.set()
 
-    future = asyncio.run_coroutine_threadsafe(run(), background_loop())
+    future = asyncio.run_coroutine_threadsafe(run(), loop)
     try:
         return _wait(future)
     except KeyboardInterrupt:
@@ -50,6 +55,13 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         future.cancel()
         finished.wait(timeout=5)
         raise
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _wait(future: concurrent.futures.Future[T]) -> T:

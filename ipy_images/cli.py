@@ -1,7 +1,8 @@
 """The `ipy-images` command: `create-variation`, `serve` and `demo`.
 
 `create-variation` takes the flags of `openai images create-variation` (so what people
-already type works) plus our own, and prints the `ImagesResponse` JSON on stdout. Errors
+already type works) plus our own, and prints the `ImagesResponse` JSON on stdout, or with
+`--output-dir` the paths of the files it saved (the JSON's base64 runs to 100s of KB). Errors
 are one line on stderr: exit status 2 for usage errors (bad flags, unreadable image,
 options a backend refuses), 1 for API errors, 130 when interrupted.
 """
@@ -13,29 +14,33 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .backends import BACKENDS
-from .errors import APIError, InvalidImageError, InvalidParameterError
+from ._options import BACKENDS, add_arguments, choices, describe_backends, given
+from ._progress import Progress
+from .errors import APIError, InvalidImageError, InvalidParameterError, one_line
 
 if TYPE_CHECKING:
-    from .models import ImageData, ImagesResponse
+    from .models import ImagesResponse
 
 __all__ = ["main"]
 
 PROG = "ipy-images"
 SERVER_KEY_ENV = "IPY_IMAGES_SERVER_API_KEY"
 DEMO_SAMPLES = ("coffee", "astronaut")
+DEMO_THUMB_SIZE = 200  # px: an original and four variations fit a 1,100 px window, then wrap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)  # usage errors exit with status 2 here
+    args, unknown = parser.parse_known_args(argv)  # usage errors exit with status 2 here
     if args.command is None:
         parser.error("choose a command: create-variation, serve or demo")
+    if unknown:  # said by the command's own parser, so the hint names its --help
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.run(args))
     except (InvalidImageError, InvalidParameterError) as exc:
@@ -48,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(error: BaseException, status: int) -> int:
-    text = " ".join(str(error).split()) or type(error).__name__
-    print(f"{PROG}: error: {text}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
     return status
 
 
@@ -79,45 +83,50 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_create_variation(commands: Any) -> None:
+    server, local = BACKENDS["variations"], BACKENDS["local"]
     sub = commands.add_parser(
         "create-variation",
         help="make variations of one image and print the ImagesResponse JSON",
         description="Make variations of one image and print the ImagesResponse JSON on "
-        "stdout. Takes the flags of 'openai images create-variation'. The backend is "
-        "--backend, else IPY_IMAGES_BACKEND, else 'local' (this machine, no key) unless "
+        "stdout, or the saved files' paths with --output-dir. Takes the flags of "
+        "'openai images create-variation', with the official defaults against a server "
+        f"(--base-url): --size {server.default('size')}, --response-format "
+        f"{server.default('response_format', official=True)}. The local backend (this "
+        f"machine, no key) returns images inline ({local.default('size')}, "
+        f"{local.default('response_format')}) by default, for speed. Our extensions: --n "
+        "above 10 (fanned out into concurrent requests), the local and edits backends and "
+        "their options. "
+        "The backend is --backend, else IPY_IMAGES_BACKEND, else 'local' unless "
         "OPENAI_BASE_URL or OPENAI_API_KEY is set.",
         epilog=f"example: {PROG} create-variation --image cat.png --n 2 --size 256x256 "
         "--output-dir out/",
     )
     sub.add_argument("-I", "--image", required=True, help="the image: a path or http(s) URL")
-    sub.add_argument("-m", "--model", help="model name (local: gpnn; legacy servers: dall-e-2)")
+    add_arguments(sub, official=True)
+    sub.add_argument("--backend", choices=tuple(BACKENDS), help=describe_backends())
     sub.add_argument(
-        "-n", "--n", "--num-images", dest="n", type=int, default=1, help="how many (default 1)"
+        "--base-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1"
     )
-    sub.add_argument(
-        "--response-format",
-        choices=("url", "b64_json"),
-        help="how the server returns images (default b64_json; url results are downloaded)",
-    )
-    sub.add_argument(
-        "-s", "--size", help="256x256, 512x512 or 1024x1024 (default: the backend's own)"
-    )
-    sub.add_argument("--user", help="an end-user identifier passed to the server")
     sub.add_argument(
         "--api-key",
         help="API key; prefer the OPENAI_API_KEY environment variable (keys typed on the "
         "command line stay in your shell history)",
     )
-    sub.add_argument("--backend", choices=BACKENDS, help="local, variations or edits")
     sub.add_argument(
-        "--base-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1"
+        "--api-key-env", metavar="NAME", help="environment variable holding the API key"
     )
-    sub.add_argument("--prompt", help="what to keep or change (edits backend only)")
-    sub.add_argument("--seed", type=int, help="makes the local engine reproducible")
     sub.add_argument(
-        "-o", "--output-dir", help="also write the PNGs and metadata.json into a new run folder"
+        "-o",
+        "--output-dir",
+        help="write the PNGs and metadata.json into a new run folder and print their paths "
+        "instead of the JSON",
     )
-    sub.set_defaults(run=_create_variation)
+    sub.add_argument(
+        "--print-json",
+        action="store_true",
+        help="with --output-dir, print the full JSON (base64 included) instead of the paths",
+    )
+    sub.set_defaults(run=_create_variation, parser=sub)
 
 
 def _add_serve(commands: Any) -> None:
@@ -161,7 +170,7 @@ def _add_serve(commands: Any) -> None:
         default="info",
         help="server log detail (default info: one line per request, never headers)",
     )
-    sub.set_defaults(run=_serve)
+    sub.set_defaults(run=_serve, parser=sub)
 
 
 def _add_demo(commands: Any) -> None:
@@ -182,12 +191,12 @@ def _add_demo(commands: Any) -> None:
     sub.add_argument(
         "-s",
         "--size",
-        default="256x256",
-        choices=("256x256", "512x512", "1024x1024"),
-        help="size of each variation (default 256x256, the fastest)",
+        default=BACKENDS["local"].default("size"),
+        choices=choices("size", "local"),
+        help="size of each variation (default: the smallest, the fastest)",
     )
     sub.add_argument("--seed", type=int, default=7, help="same seed, same pictures (default 7)")
-    sub.set_defaults(run=_demo)
+    sub.set_defaults(run=_demo, parser=sub)
 
 
 def _positive(text: str) -> int:
@@ -205,42 +214,31 @@ def _non_negative(text: str) -> int:
 
 
 def _create_variation(args: argparse.Namespace) -> int:
-    from .client import create_variation
+    from ._config import key_from_env
+    from .client import VariationClient
 
     if args.api_key:
         _warn("a key on the command line stays in your shell history; prefer OPENAI_API_KEY.")
-    given = {
-        "backend": args.backend,
-        "api_key": args.api_key,
-        "base_url": args.base_url,
-        "model": args.model,
-        "response_format": args.response_format,
-        "size": args.size,
-        "user": args.user,
-        "prompt": args.prompt,
-        "seed": args.seed,
-    }
-    options = {name: value for name, value in given.items() if value is not None}
-    response = create_variation(args.image, n=args.n, on_image=_progress(args.n), **options)
-    print(json.dumps(response.to_dict(), indent=2))
+    key = args.api_key or key_from_env(args.api_key_env)
+    if args.output_dir:  # a path that cannot be a folder fails before any image is made
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    with VariationClient(args.backend, key, args.base_url) as client:
+        # The official contract's defaults, where ours differ (url results from a server).
+        spec = BACKENDS[client.backend]
+        options = {name: spec.default(name, official=True) for name in spec.options}
+        options = {k: v for k, v in options.items() if v is not None} | given(args)
+        # a bar on a terminal only: a script's stderr stays for errors
+        with Progress(options["n"], prefix=PROG, lines=False) as progress:
+            response = client.create_variation(args.image, **options, on_image=progress.on_image())
+    if not args.output_dir or args.print_json:
+        print(json.dumps(response.to_dict(), indent=2))
     if args.output_dir:
         folder = response.save(args.output_dir)
-        print(f"{PROG}: wrote {len(response.data)} images to {folder}", file=sys.stderr)
+        files = sorted(folder.iterdir())
+        if not args.print_json:  # one path a line, for the next command to read
+            print("\n".join(map(str, files)))
+        print(f"{PROG}: wrote {len(files)} files to {folder}", file=sys.stderr)
     return 0
-
-
-def _progress(total: int, label: str = "") -> Callable[[int, ImageData], None] | None:
-    """Reports each image as it arrives, on a terminal only: runs can take a minute."""
-    if not sys.stderr.isatty():
-        return None
-    done = 0
-
-    def report(index: int, data: ImageData) -> None:
-        nonlocal done
-        done += 1
-        print(f"{PROG}: {label}image {done} of {total} ready", file=sys.stderr, flush=True)
-
-    return report
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -268,11 +266,10 @@ def _demo(args: argparse.Namespace) -> int:
     from . import sample_image
     from ._sync import run_sync
     from .client import AsyncVariationClient
-    from .grid import ImageGrid
 
     started = time.perf_counter()
 
-    async def run() -> list[ImagesResponse]:
+    async def run(progress: Progress) -> list[ImagesResponse]:
         async with AsyncVariationClient(backend="local") as client:
             return list(
                 await asyncio.gather(
@@ -282,19 +279,26 @@ def _demo(args: argparse.Namespace) -> int:
                             n=args.n,
                             size=args.size,
                             seed=args.seed,
-                            on_image=_progress(args.n, f"{name} "),
+                            on_image=progress.on_image(name),
                         )
                         for name in DEMO_SAMPLES
                     )
                 )
             )
 
-    responses = run_sync(run())
+    total = args.n * len(DEMO_SAMPLES)
+    with Progress(total, prefix=f"{PROG} demo", lines=True) as progress:
+        responses = run_sync(run(progress))
     out = Path(args.output_dir)
     folders = [r.save(out / name) for name, r in zip(DEMO_SAMPLES, responses, strict=True)]
     page = out / "index.html"
-    grid = ImageGrid.compare(list(zip(DEMO_SAMPLES, responses, strict=True)))
-    _write_atomically(page, _html_page(grid.to_html(), args))
+    # one wrapping grid per photo, so the page fits any window (no fixed-width rows)
+    sections = [
+        f'<h2 style="font-size:16px;margin:20px 0 6px">{name}</h2>\n'
+        f"{response.to_grid(thumb_size=DEMO_THUMB_SIZE).to_html()}"
+        for name, response in zip(DEMO_SAMPLES, responses, strict=True)
+    ]
+    _write_atomically(page, _html_page("\n".join(sections), args))
     seconds = time.perf_counter() - started
     print(
         f"{PROG} demo: {len(DEMO_SAMPLES)} photos x {args.n} variations "
@@ -309,11 +313,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _html_page(body: str, args: argparse.Namespace) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>ipy-images demo</title></head>\n"
         '<body style="font-family:system-ui,sans-serif;margin:24px">\n'
         '<h1 style="font-size:20px">ipy-images demo</h1>\n'
         f"<p>{args.n} variations of each sample photo, {args.size}, seed {args.seed}, "
-        "made offline by the local engine. The original is outlined.</p>\n"
+        "made offline by the local engine. The original is outlined; the full-size PNGs "
+        "are in the folders beside this page.</p>\n"
         f"{body}\n</body>\n</html>\n"
     )
 

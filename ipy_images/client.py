@@ -1,34 +1,53 @@
-"""The client every front end uses: one request in, one `ImagesResponse` out.
-
-`AsyncVariationClient` is the real thing; `VariationClient`, `create_variation` and
-`acreate_variation` are conveniences over it. The client validates and prepares the
-input before anything is sent, fans `n` out into batches the backend accepts, runs them
-concurrently, and keeps every image that arrived even when some batches fail.
-"""
-
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import random
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Container, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ._config import resolve
+from ._download import download
+from ._options import BACKENDS
 from ._sync import run_sync
 from .backends import backend_class
 from .errors import APIError, InvalidParameterError
 from .models import ImageData, ImagesResponse, VariationRequest
+from .sources import source_url
 
 if TYPE_CHECKING:
     import httpx
 
+    from ._types import (
+        BackendName,
+        Background,
+        Fit,
+        ImageSource,
+        InputFidelity,
+        OutputFormat,
+        Quality,
+        ResponseFormat,
+        Size,
+    )
     from .backends._base import Backend
     from .sources import PreparedImage
 
 __all__ = ["AsyncVariationClient", "VariationClient", "acreate_variation", "create_variation"]
 
 OnImage = Callable[[int, ImageData], Any]
+P = ParamSpec("P")
+T = TypeVar("T")
 DEFAULT_TIMEOUT = 120.0  # image models often take 10-60 s per request
+_REQUEST = frozenset(field.name for field in dataclasses.fields(VariationRequest))
+_CLIENT = frozenset(
+    ("backend", "api_key", "base_url", "model", "timeout", "max_retries", "max_concurrency")
+)
+
+
+def _given(values: dict[str, Any], names: Container[str]) -> dict[str, Any]:
+    """The options a call set, from its `locals()`; None means the backend's default."""
+    return {name: value for name, value in values.items() if name in names and value is not None}
 
 
 class AsyncVariationClient:
@@ -41,7 +60,8 @@ class AsyncVariationClient:
         api_key: for HTTP backends; defaults to `OPENAI_API_KEY`. Never shown or logged.
         base_url: e.g. "http://127.0.0.1:8000/v1"; defaults to `OPENAI_BASE_URL`.
         model: the default model of every request.
-        timeout: seconds for one HTTP attempt, body included.
+        timeout: seconds for one HTTP attempt, body included, and for downloading a
+            source URL.
         max_retries: further attempts after a retryable failure.
         max_concurrency: batches in flight at once.
 
@@ -52,7 +72,7 @@ class AsyncVariationClient:
 
     def __init__(
         self,
-        backend: str | None = None,
+        backend: BackendName | str | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         *,
@@ -108,7 +128,7 @@ class AsyncVariationClient:
     def _get_backend(self) -> Backend:
         if self._backend is None:
             options: dict[str, Any] = {}
-            if self.backend != "local":
+            if BACKENDS[self.backend].remote:
                 import httpx
 
                 self._http = httpx.AsyncClient(
@@ -127,13 +147,16 @@ class AsyncVariationClient:
 
     def build_request(self, **options: Any) -> VariationRequest:
         """A validated request for this client's backend; raises before anything is sent."""
-        backend = self._get_backend()
-        request = VariationRequest(**options)
-        if request.model is None:
-            request.model = self.model
-        if request.size is None:
-            request.size = backend.default_size
-        if request.seed is None and self.backend == "local":
+        return self._complete(VariationRequest(**options))
+
+    def _complete(self, request: VariationRequest) -> VariationRequest:
+        """A copy of `request` with the client's and the backend's defaults, validated."""
+        backend, spec = self._get_backend(), BACKENDS[self.backend]
+        request = dataclasses.replace(request, model=request.model or self.model)
+        for option, accepts in spec.options.items():
+            if getattr(request, option) is None and accepts.default is not None:
+                setattr(request, option, accepts.default)
+        if request.seed is None and "seed" in spec.options:
             # Drawn here, so the saved metadata says how to reproduce the run.
             request.seed = random.randrange(2**31)
         backend.validate(request)
@@ -141,34 +164,33 @@ class AsyncVariationClient:
 
     async def create_variation(
         self,
-        image: Any,
+        image: ImageSource,
         *,
-        n: int = 4,
-        size: str | None = None,
-        response_format: str = "b64_json",
+        n: int | None = None,
+        size: Size | None = None,
+        response_format: ResponseFormat | None = None,
         model: str | None = None,
         user: str | None = None,
         prompt: str | None = None,
         seed: int | None = None,
-        fit: str = "crop",
+        fit: Fit | None = None,
         diversity: float | None = None,
-        quality: str | None = None,
-        background: str | None = None,
-        output_format: str | None = None,
+        quality: Quality | None = None,
+        background: Background | None = None,
+        output_format: OutputFormat | None = None,
         output_compression: int | None = None,
-        input_fidelity: str | None = None,
+        input_fidelity: InputFidelity | None = None,
         on_image: OnImage | None = None,
     ) -> ImagesResponse:
-        """Make `n` variations of `image`.
+        """Make `n` variations of `image`: `prepare`, then `generate`.
 
         Args:
             image: a path, http(s) URL, bytes, binary file, PIL image, numpy array or
                 `FileUpload` value.
-            n: how many images; above the backend's batch limit (10) the request fans
-                out into concurrent requests.
-            size: "256x256", "512x512" or "1024x1024" (edits: also "1536x1024",
-                "1024x1536", "auto"); None is the backend's default.
-            response_format: "b64_json" or "url"; URL results are downloaded at once.
+            n: how many images (1 by default); above the backend's batch limit (10) the
+                request fans out into concurrent requests.
+            size, response_format, model, fit...: None is the backend's default; what
+                each backend takes is in `ipy_images._options.BACKENDS`.
             seed: makes the local engine reproducible.
             fit: how a non-square image is made square: "crop", "pad" or "strict".
             diversity: the local engine's knob (1.0 default; higher differs more).
@@ -178,39 +200,47 @@ class AsyncVariationClient:
             InvalidImageError, InvalidParameterError: before any request is sent.
             APIError: its `partial` holds every image that did arrive.
         """
+        request = self.build_request(**_given(locals(), _REQUEST))
+        prepared = await self.prepare(image, fit=request.fit)
+        return await self.generate(prepared, request, on_image=on_image)
+
+    async def prepare(self, image: ImageSource, *, fit: Fit | str = "crop") -> PreparedImage:
+        """Load and prepare `image` for this client's backend, in a worker thread.
+
+        Front ends call this first to report a bad source before any request is sent.
+        A `PreparedImage` that already suits the backend is returned as it is. A URL is
+        downloaded here, on the event loop, within `timeout`: cancelling closes it at once,
+        so no worker thread is left waiting on a stalled server.
+        """
+        url = source_url(image)
+        source = image if url is None else await download(url, timeout=self.timeout)
+        return await asyncio.to_thread(self._get_backend().prepare, source, fit)
+
+    async def generate(
+        self,
+        prepared: PreparedImage,
+        request: VariationRequest | None = None,
+        *,
+        on_image: OnImage | None = None,
+        **options: Any,
+    ) -> ImagesResponse:
+        """Make variations of a prepared image, as `request` and `options` (the keyword
+        options of `create_variation`) ask."""
         if on_image is not None and not callable(on_image):
             raise InvalidParameterError(
                 f"on_image must be a function taking (index, data), not {type(on_image).__name__}."
             )
-        request = self.build_request(
-            n=n,
-            size=size,
-            response_format=response_format,
-            model=model,
-            user=user,
-            prompt=prompt,
-            seed=seed,
-            fit=fit,
-            diversity=diversity,
-            quality=quality,
-            background=background,
-            output_format=output_format,
-            output_compression=output_compression,
-            input_fidelity=input_fidelity,
-        )
-        prepared = await self.prepare(image, request)
+        given = dataclasses.replace(request, **options) if request else VariationRequest(**options)
+        request = self._complete(given)
+        prepared = await self.prepare(prepared, fit=request.fit)
         return await self._fan_out(self._get_backend(), prepared, request, on_image)
 
-    async def prepare(self, image: Any, request: VariationRequest) -> PreparedImage:
-        """Load and prepare `image` for this client's backend, in a worker thread.
-
-        Front ends call this first to report bad sources before any request is sent;
-        a `PreparedImage` passed to `create_variation` is not prepared again.
-        """
-        return await asyncio.to_thread(self._get_backend().prepare, image, request)
-
     async def _fan_out(
-        self, backend: Backend, prepared: Any, request: VariationRequest, on_image: OnImage | None
+        self,
+        backend: Backend,
+        prepared: PreparedImage,
+        request: VariationRequest,
+        on_image: OnImage | None,
     ) -> ImagesResponse:
         limit = asyncio.Semaphore(self.max_concurrency)
 
@@ -248,13 +278,32 @@ def _merge_or_raise(results: list[ImagesResponse | BaseException]) -> ImagesResp
     error = failures[0]
     if not isinstance(error, APIError):
         raise error
-    partials = [
-        r if isinstance(r, ImagesResponse) else r.partial
-        for r in results
-        if isinstance(r, ImagesResponse) or (isinstance(r, APIError) and r.partial is not None)
-    ]
+    found = [r if isinstance(r, ImagesResponse) else getattr(r, "partial", None) for r in results]
+    partials = [p for p in found if isinstance(p, ImagesResponse)]
     error.partial = ImagesResponse.merge(partials) if partials else None
     raise error
+
+
+def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """`function` run to completion from synchronous code, with the same signature."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(function(*args, **kwargs))
+
+    return run
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncVariationClient, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[VariationClient, P], T]:
+    """An `AsyncVariationClient` method as the same `VariationClient` method, blocking."""
+
+    @functools.wraps(method)
+    def run(self: VariationClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(method(self._client, *args, **kwargs))
+
+    return run
 
 
 class VariationClient:
@@ -267,12 +316,20 @@ class VariationClient:
 
     def __init__(
         self,
-        backend: str | None = None,
+        backend: BackendName | str | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
-        **options: Any,
+        *,
+        model: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        max_concurrency: int = 4,
     ) -> None:
-        self._client = AsyncVariationClient(backend, api_key, base_url, **options)
+        self._client = AsyncVariationClient(**_given(locals(), _CLIENT))
+
+    @property
+    def backend(self) -> str:
+        return self._client.backend
 
     def __repr__(self) -> str:
         return repr(self._client).replace("AsyncVariationClient", "VariationClient", 1)
@@ -286,38 +343,48 @@ class VariationClient:
     def close(self) -> None:
         run_sync(self._client.aclose())
 
-    def create_variation(self, image: Any, **options: Any) -> ImagesResponse:
-        """Make variations of `image`; the options are `AsyncVariationClient.create_variation`'s."""
-        return run_sync(self._client.create_variation(image, **options))
+    create_variation = _blocking(AsyncVariationClient.create_variation)
 
 
-_CLIENT_OPTIONS = (
-    "backend",
-    "api_key",
-    "base_url",
-    "model",
-    "timeout",
-    "max_retries",
-    "max_concurrency",
-)
-
-
-async def acreate_variation(image: Any, **options: Any) -> ImagesResponse:
+async def acreate_variation(
+    image: ImageSource,
+    *,
+    n: int | None = None,
+    size: Size | None = None,
+    response_format: ResponseFormat | None = None,
+    model: str | None = None,
+    user: str | None = None,
+    prompt: str | None = None,
+    seed: int | None = None,
+    fit: Fit | None = None,
+    diversity: float | None = None,
+    quality: Quality | None = None,
+    background: Background | None = None,
+    output_format: OutputFormat | None = None,
+    output_compression: int | None = None,
+    input_fidelity: InputFidelity | None = None,
+    on_image: OnImage | None = None,
+    backend: BackendName | str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    max_concurrency: int | None = None,
+) -> ImagesResponse:
     """One-shot async form: takes the client's options and the request's together.
 
     Example:
         >>> response = await acreate_variation("cat.png", n=4, backend="local", seed=1)
     """
-    client_options = {k: options.pop(k) for k in _CLIENT_OPTIONS if k in options}
-    async with AsyncVariationClient(**client_options) as client:
-        return await client.create_variation(image, **options)
+    options = locals()
+    async with AsyncVariationClient(**_given(options, _CLIENT - {"model"})) as client:
+        return await client.create_variation(image, **_given(options, {*_REQUEST, "on_image"}))
 
 
-def create_variation(image: Any, **options: Any) -> ImagesResponse:
-    """One-shot synchronous form; safe inside a running event loop (a Jupyter cell).
+create_variation = _synchronous(acreate_variation)
+create_variation.__doc__ = """One-shot synchronous form; safe inside a running event loop (a cell).
 
-    Example:
-        >>> response = create_variation(sample_image("coffee"), n=4, size="256x256")
-        >>> response            # displays as a grid in a notebook
-    """
-    return run_sync(acreate_variation(image, **options))
+Example:
+    >>> response = create_variation(sample_image("coffee"), n=4, size="256x256")
+    >>> response            # displays as a grid in a notebook
+"""

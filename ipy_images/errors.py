@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._redact import redact
+
 if TYPE_CHECKING:
     from .models import ImagesResponse
 
@@ -54,7 +56,11 @@ class InvalidImageError(IpyImagesError, ValueError):
 
 
 class InvalidParameterError(IpyImagesError, ValueError):
-    """A request option is outside what the chosen backend accepts."""
+    """A request option is outside what the chosen backend accepts; `param` names it."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class APIError(IpyImagesError):
@@ -158,3 +164,12 @@ def status_error(status_code: int, body: Any, *, request_id: str | None) -> APIS
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def one_line(error: BaseException, secret: str | None = None) -> str:
+    """`error` as one line for a person, with any piece of `secret` masked: our errors
+    speak for themselves, others are prefixed with their type."""
+    text = " ".join(str(error).split())
+    if not isinstance(error, IpyImagesError) or not text:
+        text = f"{type(error).__name__}: {text}".rstrip(": ")
+    return redact(text, secret)

@@ -14,11 +14,11 @@ import html
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._files import SAFE_NAME as _SAFE_NAME
+from ._files import write_new_file
 from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -128,27 +128,10 @@ class ImageGrid:
             self.append(image, None if titles is None else titles[index])
 
     @classmethod
-    def from_response(
-        cls, response: Any, *, thumb_size: int = 256, columns: int | None = None
-    ) -> ImageGrid:
-        """The grid of an `ImagesResponse`: its source first, then the variations, captioned
-        with the parameters that made them."""
-        source = getattr(response, "source", None)
-        parts = [f"source {source.name}"] if getattr(source, "name", None) else []
-        return cls(
-            response.images,
-            columns=columns,
-            thumb_size=thumb_size,
-            original=None if source is None else source.image,
-            caption=parts + _describe(response),
-            backend=getattr(response, "backend", None),
-        )
-
-    @classmethod
     def compare(
         cls, rows: Sequence[tuple[str | None, Any]], *, thumb_size: int = 256
     ) -> ComparisonGrid:
-        """One row per source: `rows` are `(label, ImagesResponse | ImageGrid | images)`."""
+        """One row per source: `rows` are `(label, ImageGrid | images | ImagesResponse)`."""
         return ComparisonGrid(rows, thumb_size=thumb_size)
 
     def _cell(self, source: Any, title: str | None, *, original: bool = False) -> _Cell:
@@ -193,6 +176,8 @@ class ImageGrid:
         """Write the original and every variation as full-resolution PNG; returns the paths.
 
         Existing files are never overwritten: a taken name gets a `-2`, `-3`... suffix.
+        Each file appears complete or not at all, and if one cannot be written (a full
+        disk) the ones this call already wrote are removed again.
         """
         if not isinstance(prefix, str) or not _SAFE_NAME.match(prefix):
             raise InvalidParameterError(
@@ -203,16 +188,25 @@ class ImageGrid:
         stems = (["original"] if self._original else []) + [
             f"{i + 1:02d}" for i in range(len(self._cells))
         ]
-        return [
-            _write_new_png(folder, f"{prefix}-{stem}", cell.image)
-            for stem, cell in zip(stems, self._all_cells(), strict=True)
-        ]
+        written: list[Path] = []
+        try:
+            for stem, cell in zip(stems, self._all_cells(), strict=True):
+                png = _encode(cell.image, "png")
+                written.append(write_new_file(folder, f"{prefix}-{stem}", ".png", png))
+        except BaseException:
+            # All or nothing: a full disk midway leaves the folder as it was.
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return written
 
     def contact_sheet(self) -> Image.Image:
         """All thumbnails with their titles on one picture, for places without HTML."""
         cells = self._all_cells()
         per_row = self.columns or min(len(cells), 6) or 1
-        rows = [([], cells[i : i + per_row]) for i in range(0, len(cells), per_row)]
+        rows: list[tuple[list[str], list[_Cell | None]]] = [
+            ([], list(cells[i : i + per_row])) for i in range(0, len(cells), per_row)
+        ]
         return _draw_sheet(rows, label_width=0)
 
     def to_html(self) -> str:
@@ -271,12 +265,13 @@ class ComparisonGrid:
             self.add_row(*row)
 
     def add_row(self, label: str | None, item: Any) -> ImageGrid:
-        """Add a row from an `ImagesResponse`, an `ImageGrid` or a list of images; the row's
-        grid is returned so it can grow with `append` as images arrive."""
+        """Add a row from an `ImageGrid`, a list of images, or anything that makes its own
+        grid with `to_grid(thumb_size=...)` (an `ImagesResponse`); the row's grid is returned
+        so it can grow with `append` as images arrive."""
         if isinstance(item, ImageGrid):
             grid = item
-        elif hasattr(item, "data") and hasattr(item, "created"):
-            grid = ImageGrid.from_response(item, thumb_size=self.thumb_size)
+        elif callable(getattr(item, "to_grid", None)):
+            grid = item.to_grid(thumb_size=self.thumb_size)
         else:
             grid = ImageGrid(item, thumb_size=self.thumb_size)
         if label is None:
@@ -385,30 +380,6 @@ def _describe_images(grids: list[ImageGrid]) -> list[str]:
     return parts
 
 
-def _describe(response: Any) -> list[str]:
-    """The caption of a response: backend, model, size, seed, created, tokens; absent
-    values are left out."""
-    request = getattr(response, "request", None)
-    usage = getattr(response, "usage", None)
-    created = getattr(response, "created", None)
-    size = getattr(request, "size", None) or getattr(response, "size", None)
-    seed = getattr(request, "seed", None)
-    parts = [
-        f"backend {response.backend}" if getattr(response, "backend", None) else "",
-        f"model {request.model}" if getattr(request, "model", None) else "",
-        f"size {size}" if size else "",
-        f"seed {seed}" if seed is not None else "",
-    ]
-    if isinstance(created, int):
-        when = datetime.fromtimestamp(created, tz=timezone.utc)
-        parts.append(f"created {when:%Y-%m-%d %H:%M} UTC")
-    if usage is not None and getattr(usage, "total_tokens", None):
-        parts.append(
-            f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
-        )
-    return [part for part in parts if part]
-
-
 def _cell_width(cells: Iterable[_Cell]) -> int:
     return max(cell.thumb.width for cell in cells) + 2 * _BORDER
 
@@ -465,7 +436,8 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
 def _auto_format(picture: Image.Image) -> str:
     """PNG for real transparency or few colours (lossy codecs would smear them); JPEG, which
     every renderer shows, for photos."""
-    if picture.mode in ("RGBA", "LA") and picture.getchannel("A").getextrema()[0] < 255:
+    alpha = picture.getchannel("A").getextrema()[0] if picture.mode in ("RGBA", "LA") else 255
+    if alpha < 255:  # type: ignore[operator]
         return "png"
     # getcolors gives up as soon as it passes the limit, so photos cost next to nothing
     return "png" if picture.getcolors(_FEW_COLOURS) is not None else "jpeg"
@@ -480,20 +452,6 @@ def _encode(picture: Image.Image, fmt: str) -> bytes:
     else:
         picture.save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def _write_new_png(folder: Path, stem: str, image: Image.Image) -> Path:
-    """Write `stem.png`, or `stem-2.png`... if taken; "x" mode makes the check race-free."""
-    content = _encode(image, "png")  # encoded first: a failure leaves no file behind
-    for attempt in range(1, 10_000):
-        path = folder / (f"{stem}.png" if attempt == 1 else f"{stem}-{attempt}.png")
-        try:
-            with path.open("xb") as handle:
-                handle.write(content)
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"no free file name for {stem!r} in {folder}")
 
 
 def _draw_sheet(

@@ -2,7 +2,7 @@
 
     %load_ext ipy_images
     %%variation -n 4 --size 256x256 --backend local --seed 7 -o out
-    notebooks/data/coffee.png
+    notebooks/data/chelsea.jpg
     {my_pil_image}
 
 Each line of the cell is one source: a path, an http(s) URL, or `{expression}` evaluated in
@@ -23,6 +23,7 @@ import html
 import os
 import re
 import shlex
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from pathlib import PurePosixPath
@@ -31,18 +32,21 @@ from urllib.parse import unquote, urlsplit
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
+from . import _current
+from ._config import key_from_env
+from ._options import BACKENDS, add_arguments, choices, describe_backends, given
 from ._sync import background_loop, run_sync
-from .errors import InvalidImageError, IpyImagesError
+from .errors import InvalidImageError, IpyImagesError, one_line
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
-    from IPython.display import DisplayHandle
 
+    from ._live import LiveGrid
     from .client import AsyncVariationClient
     from .grid import ComparisonGrid, ImageGrid
     from .models import ImageData, ImagesResponse, VariationRequest
@@ -50,17 +54,16 @@ if TYPE_CHECKING:
 
 __all__ = ["VariationMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 # A key-shaped token (OpenAI keys start with "sk-"), not part of a longer word such as "task-".
 _KEY_LITERAL = re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{8,}")
 # argparse accepts unambiguous prefixes, so "--api-key VALUE" would pass as --api-key-env.
 _KEY_OPTION = re.compile(r"(?<!\S)--api[-_]key(?![-_]env)", re.IGNORECASE)
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NO_KEYS = (
     "API keys are not accepted on the magic line, because cell sources are saved in the "
     "notebook; set the OPENAI_API_KEY environment variable (or --api-key-env NAME) instead."
 )
 _BLANK = {"text/plain": ""}
+_DEFAULTS = _current.DEFAULTS
 
 _Run = Coroutine[Any, Any, "list[ImagesResponse | BaseException]"]
 
@@ -79,32 +82,42 @@ class _Source:
 class VariationMagics(Magics, Configurable):
     """`%%variation` and `%variation_form`; defaults are set with `%config VariationMagics`."""
 
+    shell: InteractiveShell  # type: ignore[assignment]  # always set: made for a shell
+
     backend = Unicode(
-        None,
+        _DEFAULTS["backend"],
         allow_none=True,
         help="'local', 'variations' or 'edits'; None chooses from the environment "
         "(IPY_IMAGES_BACKEND, else local without a key or base URL).",
     ).tag(config=True)
-    n = Int(4, help="How many variations of each source.").tag(config=True)
+    n = Int(_DEFAULTS["n"], min=1, help="How many variations of each source.").tag(config=True)
     size = Unicode(
-        None, allow_none=True, help="Output size such as '256x256'; None is the backend's default."
+        _DEFAULTS["size"],
+        allow_none=True,
+        help="Output size such as '256x256'; None is the backend's default.",
     ).tag(config=True)
-    model = Unicode(None, allow_none=True, help="Model to ask for; None is the backend's.").tag(
-        config=True
-    )
+    model = Unicode(
+        _DEFAULTS["model"], allow_none=True, help="Model to ask for; None is the backend's."
+    ).tag(config=True)
     base_url = Unicode(
-        None,
+        _DEFAULTS["base_url"],
         allow_none=True,
         help="Server of the HTTP backends, e.g. 'http://127.0.0.1:8000/v1'; "
         "None reads OPENAI_BASE_URL.",
     ).tag(config=True)
-    response_format = Unicode("b64_json", help="'b64_json' or 'url' (URLs are downloaded).").tag(
-        config=True
-    )
-    thumb_size = Int(256, help="Largest side, in pixels, of the thumbnails shown.").tag(config=True)
-    timeout = Float(120.0, help="Seconds allowed for one HTTP attempt.").tag(config=True)
+    response_format = Unicode(
+        _DEFAULTS["response_format"],
+        allow_none=True,
+        help="'b64_json' or 'url' (URLs are downloaded); None is the backend's default.",
+    ).tag(config=True)
+    thumb_size = Int(
+        _DEFAULTS["thumb_size"], min=1, help="Largest side, in pixels, of the thumbnails shown."
+    ).tag(config=True)
+    timeout = Float(
+        _DEFAULTS["timeout"], min=0.001, help="Seconds allowed for one HTTP attempt."
+    ).tag(config=True)
     api_key_env = Unicode(
-        DEFAULT_KEY_ENV,
+        _DEFAULTS["api_key_env"],
         help="Name of the environment variable holding the API key (never the key itself).",
     ).tag(config=True)
 
@@ -112,35 +125,18 @@ class VariationMagics(Magics, Configurable):
         super().__init__(shell=shell, **kwargs)
         self._jobs: set[concurrent.futures.Future[None]] = set()
 
-    @magic_arguments()
-    @argument("-n", "--n", type=int, help="How many variations of each source.")
-    @argument("--size", help="Output size, e.g. 256x256, 512x512, 1024x1024.")
-    @argument("--response-format", help="b64_json or url.")
-    @argument("--model", help="Model to ask for.")
-    @argument("--backend", help="local, variations or edits.")
-    @argument("--base-url", help="Server of the HTTP backends, e.g. http://127.0.0.1:8000/v1.")
-    @argument("--seed", type=int, help="Makes the local engine reproducible.")
-    @argument("--prompt", help="Text prompt (edits backend).")
-    @argument("--user", help="End-user id passed to the server.")
-    @argument("--fit", help="How a non-square source becomes square: crop, pad or strict.")
-    @argument("--diversity", type=float, help="Local engine: 1.0 default, higher differs more.")
-    @argument("--quality", help="Edits backend: low, medium, high or auto.")
-    @argument("--image-background", help="Edits backend: transparent, opaque or auto.")
-    @argument("--output-format", help="Edits backend: png, webp or jpeg.")
-    @argument("--output-compression", type=int, help="Edits backend: 0-100 (webp, jpeg).")
-    @argument("--input-fidelity", help="Edits backend: low or high.")
-    @argument("--columns", type=int, help="Thumbnails per row of a single-source grid.")
-    @argument("-o", "--output", metavar="NAME", help="Store the result in this user variable.")
-    @argument(
-        "--background",
-        action="store_true",
-        help="Return at once; the display fills in as images arrive, NAME is set when done.",
-    )
-    @argument(
-        "--api-key-env",
-        metavar="NAME",
-        help="Environment variable holding the API key (default OPENAI_API_KEY).",
-    )
+    @validate("backend", "size", "response_format")
+    def _one_of_the_choices(self, proposal: Any) -> Any:
+        """Refuse at `%config` time what no backend takes, rather than at the next run."""
+        name, value = proposal["trait"].name, proposal["value"]
+        allowed = tuple(BACKENDS) if name == "backend" else choices(name)
+        if value is not None and value not in allowed:
+            listed = ", ".join(map(repr, allowed))
+            raise TraitError(
+                f"VariationMagics.{name} must be one of {listed} or None, not {value!r}"
+            )
+        return value
+
     @cell_magic
     def variation(self, line: str, cell: str) -> None:
         """Make variations of each source in the cell and show them as one grid.
@@ -151,45 +147,48 @@ class VariationMagics(Magics, Configurable):
         """
         if _KEY_LITERAL.search(line) or _KEY_OPTION.search(line) or _KEY_LITERAL.search(cell):
             raise UsageError(_NO_KEYS)
-        args = _parse_line(self.variation, line)
-        if args.output is not None and not args.output.isidentifier():
-            raise UsageError(f"-o needs a Python variable name, not {args.output!r}.")
-        key_env = args.api_key_env or self.api_key_env
-        if not _ENV_NAME.fullmatch(key_env):
-            raise UsageError(
-                f"--api-key-env takes the name of an environment variable, not {key_env!r}."
-            )
-        secret = os.environ.get(key_env) or None
+        args = _parse_line(line)
+        name = args.var or args.output
+        if args.output is not None:
+            # Python's way: shown where deprecations are (tests, -W), silent in a notebook.
+            warnings.warn("%%variation -o is deprecated; use --var NAME", DeprecationWarning, 2)
+        if name is not None and not name.isidentifier():
+            flag = "--var" if args.var else "-o"
+            raise UsageError(f"{flag} needs a Python variable name, not {name!r}.")
+        with _usage_errors(None):
+            secret = key_from_env(args.api_key_env or self.api_key_env)
         with _usage_errors(secret):
-            client = self._client(args, key_env, secret)
+            client = self._client(args, secret)
             sources = self._read_sources(cell)
             try:
-                request = client.build_request(
-                    n=self.n if args.n is None else args.n,
-                    size=args.size or self.size,
-                    response_format=args.response_format or self.response_format,
-                    model=args.model or self.model,
-                    user=args.user,
-                    prompt=args.prompt,
-                    seed=args.seed,
-                    fit=args.fit or "crop",
-                    diversity=args.diversity,
-                    quality=args.quality,
-                    background=args.image_background,
-                    output_format=args.output_format,
-                    output_compression=args.output_compression,
-                    input_fidelity=args.input_fidelity,
-                )
-                prepared = run_sync(_prepare_all(client, sources, request))
+                request = client.build_request(**self._options(args))
+                prepared = run_sync(_prepare_all(client, sources, request.fit))
             except BaseException:
                 run_sync(client.aclose())
                 raise
-            progress = _Progress(sources, prepared, request.n, self.thumb_size, args.columns)
-            run = _generate(client, prepared, request, progress.add)
-            if args.background:
-                self._start(run, progress, args.output, secret)
-            else:
-                self._wait(run, progress, args.output, secret)
+        from ._live import LiveGrid
+
+        labels = [source.label for source in sources]
+        live = LiveGrid(
+            ", ".join(labels),
+            labels,
+            prepared,
+            request,
+            client.backend,
+            thumb_size=self.thumb_size,
+            columns=args.columns,
+        )
+        run = _generate(client, prepared, request, live.add)
+        if args.in_background:
+            self._start(run, live, name, secret)
+        else:
+            self._wait(run, live, name, secret)
+
+    def _options(self, args: Any) -> dict[str, Any]:
+        """The request options: the magic line's, else the configured defaults."""
+        names = ("n", "size", "model", "response_format")
+        configured = {name: getattr(self, name) for name in names if getattr(self, name)}
+        return {**configured, **given(args)}
 
     @line_magic
     def variation_form(self, line: str) -> Any:
@@ -206,21 +205,11 @@ class VariationMagics(Magics, Configurable):
             job.cancel()
         print(f"Cancelled {len(jobs)} background run{'' if len(jobs) == 1 else 's'}.")
 
-    def _client(self, args: Any, key_env: str, secret: str | None) -> AsyncVariationClient:
+    def _client(self, args: Any, secret: str | None) -> AsyncVariationClient:
         from .client import AsyncVariationClient
 
-        client = AsyncVariationClient(
-            args.backend or self.backend,
-            secret,
-            args.base_url or self.base_url,
-            timeout=self.timeout,
-        )
-        if secret is None and key_env != DEFAULT_KEY_ENV and client.backend != "local":
-            raise UsageError(
-                f"the environment variable {key_env} (named by --api-key-env) is not set; "
-                "set it before starting Jupyter."
-            )
-        return client
+        backend, base_url = args.backend or self.backend, args.base_url or self.base_url
+        return AsyncVariationClient(backend, secret, base_url, timeout=self.timeout)
 
     def _read_sources(self, cell: str) -> list[_Source]:
         """The cell's sources, `{expression}` lines evaluated in the user namespace."""
@@ -234,9 +223,7 @@ class VariationMagics(Magics, Configurable):
                 try:
                     value = self.shell.ev(expression)
                 except Exception as exc:
-                    raise UsageError(
-                        f"line {lineno} {text}: {type(exc).__name__}: {_flat(exc)}"
-                    ) from None
+                    raise UsageError(f"line {lineno} {text}: {one_line(exc)}") from None
                 sources.append(_Source(lineno, text, expression, value))
             else:
                 path = os.path.expanduser(text)
@@ -251,114 +238,87 @@ class VariationMagics(Magics, Configurable):
             dataclasses.replace(s, label=label) for s, label in zip(sources, labels, strict=True)
         ]
 
-    def _wait(self, run: _Run, progress: _Progress, output: str | None, secret: str | None) -> None:
+    def _wait(self, run: _Run, live: LiveGrid, output: str | None, secret: str | None) -> None:
         """Blocking run: live progress, then a fresh display of the final grid."""
         # The progress display starts and ends blank, so a notebook saved after the updates
         # and a re-run that ignores them (nbval) hold the same output.
-        progress.handle = display(_BLANK, raw=True, display_id=True)
-        progress.show()
+        handle = display(_BLANK, raw=True, display_id=True)
+        live.on_change = lambda live: handle.update(live.bundle(), raw=True)
+        live.changed()
         try:
             results = run_sync(run)
         finally:
-            progress.handle.update(_BLANK, raw=True)
-        result, error = _collect(progress.labels, results, secret)
+            handle.update(_BLANK, raw=True)
+        result, error = _collect(live.labels, results, secret)
         if result is not None:
-            display(_final_grid(result, progress))
+            display(_final_grid(result, live))
             if output:
                 self.shell.user_ns[output] = result
         if error:
             raise UsageError(error)
 
-    def _start(
-        self, run: _Run, progress: _Progress, output: str | None, secret: str | None
-    ) -> None:
+    def _start(self, run: _Run, live: LiveGrid, output: str | None, secret: str | None) -> None:
         """Background run: return now; the display and `output` are filled in when done."""
-        progress.handle = display(progress.bundle(), raw=True, display_id=True)
+        handle = display(live.bundle(), raw=True, display_id=True)
+        live.on_change = lambda live: handle.update(live.bundle(), raw=True)
         user_ns = self.shell.user_ns
 
         async def job() -> None:
             try:
                 results = await run
-                result, error = _collect(progress.labels, results, secret)
+                result, error = _collect(live.labels, results, secret)
             except asyncio.CancelledError:
-                progress.handle.update({"text/plain": "Cancelled."}, raw=True)
+                handle.update({"text/plain": "Cancelled."}, raw=True)
                 raise
             except Exception as exc:
                 # Nobody awaits this job, so an unexpected failure must show in its display.
-                result, error = None, f"{type(exc).__name__}: {_one_line(exc, secret)}"
+                result, error = None, one_line(exc, secret)
             if result is not None and output:
                 user_ns[output] = result
             bundle: dict[str, str] = {}
             if result is not None:
-                bundle = _final_grid(result, progress)._repr_mimebundle_()
+                bundle = _final_grid(result, live)._repr_mimebundle_()
             if error:
                 line = f"UsageError: {error}"
                 bundle["text/plain"] = "\n".join(filter(None, [bundle.get("text/plain"), line]))
                 bundle["text/html"] = (
                     bundle.get("text/html", "") + f"<pre>{html.escape(line)}</pre>"
                 )
-            progress.handle.update(bundle, raw=True)
+            handle.update(bundle, raw=True)
 
         future = asyncio.run_coroutine_threadsafe(job(), background_loop())
         self._jobs.add(future)
         future.add_done_callback(self._jobs.discard)
 
 
-class _Progress:
-    """The live view of a run: a status line over grids that grow as images arrive.
-
-    `add` is called on the client's event-loop thread; it only appends to the grids and
-    sends a display update, which the kernel's IOPub socket accepts from any thread.
-    """
-
-    def __init__(
-        self,
-        sources: list[_Source],
-        prepared: list[PreparedImage],
-        n: int,
-        thumb_size: int,
-        columns: int | None,
-    ) -> None:
-        from .grid import ImageGrid
-
-        self.labels = [source.label for source in sources]
-        self.n = n
-        self.thumb_size = thumb_size
-        self.columns = columns
-        self.done = 0
-        self.grids = [
-            ImageGrid(original=p.image, thumb_size=thumb_size, columns=columns) for p in prepared
-        ]
-        self.view: ImageGrid | ComparisonGrid = self.grids[0]
-        if len(self.grids) > 1:
-            self.view = ImageGrid.compare(list(zip(self.labels, self.grids, strict=True)))
-        self.handle: DisplayHandle | None = None
-
-    def status(self) -> str:
-        each = " each" if len(self.labels) > 1 else ""
-        noun = "variation" if self.n == 1 else "variations"
-        total = self.n * len(self.labels)
-        return f"Generating {self.n} {noun}{each} of {', '.join(self.labels)}… {self.done}/{total}"
-
-    def bundle(self) -> dict[str, str]:
-        status = self.status()
-        return {
-            "text/plain": status,
-            "text/html": f'<div style="font-size:13px">{html.escape(status)}</div>'
-            + self.view.to_html(),
-        }
-
-    def show(self) -> None:
-        if self.handle is not None:
-            self.handle.update(self.bundle(), raw=True)
-
-    def add(self, row: int, index: int, data: ImageData) -> None:
-        self.grids[row].append(data.image, f"#{index + 1}")
-        self.done += 1
-        self.show()
+_DOC = VariationMagics.variation.__doc__
 
 
-def _parse_line(magic: Any, line: str) -> Any:
+def _parser() -> MagicArgumentParser:
+    """The magic's arguments, read from the table of what each backend takes."""
+    # IPython writes the usage line as "%" + prog, so this reads "%%variation".
+    parser = MagicArgumentParser(prog="%variation", description=_DOC)
+    add_arguments(parser)
+    parser.add_argument("--backend", help=describe_backends())
+    parser.add_argument("--base-url", help="server of the HTTP backends, e.g. http://host:8000/v1")
+    parser.add_argument("--columns", type=int, help="thumbnails per row of a single-source grid")
+    parser.add_argument("--var", metavar="NAME", help="store the result in this variable")
+    parser.add_argument("-o", "--output", metavar="NAME", help="deprecated spelling of --var")
+    parser.add_argument(
+        "--background",
+        action="store_true",
+        dest="in_background",
+        help="return at once; the display fills in as images arrive, NAME is set when done",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable holding the API key (default OPENAI_API_KEY)",
+    )
+    return parser
+
+
+def _parse_line(line: str) -> Any:
     """Parse the magic line like a shell would, so `--prompt 'a b'` loses its quotes.
 
     IPython's `parse_argstring` splits in non-POSIX mode, which keeps quote characters.
@@ -367,17 +327,17 @@ def _parse_line(magic: Any, line: str) -> Any:
         words = shlex.split(line)
     except ValueError as exc:
         raise UsageError(f"cannot read the magic line: {exc} (check the quotes).") from None
-    return magic.parser.parse_args(words)
+    return _parser().parse_args(words)
 
 
 async def _prepare_all(
-    client: AsyncVariationClient, sources: list[_Source], request: VariationRequest
+    client: AsyncVariationClient, sources: list[_Source], fit: str
 ) -> list[PreparedImage]:
     """Every source loaded and prepared for the client's backend, concurrently."""
 
     async def prepare(source: _Source) -> PreparedImage:
         try:
-            return await client.prepare(source.value, request)
+            return await client.prepare(source.value, fit=fit)
         except InvalidImageError as exc:
             # Name the line, and its text unless the message already names the file.
             where = f"line {source.lineno}"
@@ -395,11 +355,10 @@ async def _generate(
     on_image: Callable[[int, int, ImageData], None],
 ) -> list[ImagesResponse | BaseException]:
     """All sources at once; each outcome is its response or the error that ended it."""
-    options = dataclasses.asdict(request)
     async with client:
         return await asyncio.gather(
             *(
-                client.create_variation(image, **options, on_image=partial(on_image, row))
+                client.generate(image, request, on_image=partial(on_image, row))
                 for row, image in enumerate(prepared)
             ),
             return_exceptions=True,
@@ -424,7 +383,7 @@ def _collect(
                 responses[label] = partial_response
             if error is None:
                 prefix = f"{label}: " if len(labels) > 1 else ""
-                error = prefix + _one_line(outcome, secret)
+                error = prefix + one_line(outcome, secret)
         else:
             responses[label] = outcome
     if not responses:
@@ -434,12 +393,13 @@ def _collect(
     return responses, error
 
 
-def _final_grid(result: Any, progress: _Progress) -> ImageGrid | ComparisonGrid:
+def _final_grid(result: Any, live: LiveGrid) -> ImageGrid | ComparisonGrid:
     from .grid import ImageGrid
 
     if isinstance(result, dict):
-        return ImageGrid.compare(list(result.items()), thumb_size=progress.thumb_size)
-    return ImageGrid.from_response(result, thumb_size=progress.thumb_size, columns=progress.columns)
+        return ImageGrid.compare(list(result.items()), thumb_size=live.thumb_size)
+    grid: ImageGrid = result.to_grid(thumb_size=live.thumb_size, columns=live.columns)
+    return grid
 
 
 @contextlib.contextmanager
@@ -448,17 +408,7 @@ def _usage_errors(secret: str | None) -> Iterator[None]:
     try:
         yield
     except IpyImagesError as exc:
-        raise UsageError(_one_line(exc, secret)) from None
-
-
-def _one_line(exc: BaseException, secret: str | None) -> str:
-    text = _flat(exc)
-    # Defence in depth: no message may carry the key, whatever a server echoes back.
-    return text.replace(secret, "[redacted]") if secret else text
-
-
-def _flat(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(one_line(exc, secret)) from None
 
 
 def _name_of(text: str) -> str:
@@ -480,18 +430,25 @@ def _unique(labels: list[str]) -> list[str]:
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics; `%config VariationMagics` lists their settings."""
-    ipython.register_magics(VariationMagics(shell=ipython))
+    # The help is written now, from the table as it stands (backends may have been added).
+    VariationMagics.variation.__doc__ = _parser().format_help()
+    _current.magics = VariationMagics(shell=ipython)
+    ipython.register_magics(_current.magics)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """Remove the magics and cancel their background runs."""
-    magics = ipython.magics_manager.registry.pop(VariationMagics.__name__, None)
+    manager: Any = ipython.magics_manager
+    magics = manager.registry.pop(VariationMagics.__name__, None)
     if not isinstance(magics, VariationMagics):
         return
     for job in list(magics._jobs):
         job.cancel()
-    for kind, table in magics.magics.items():
-        for name in table:
-            ipython.magics_manager.magics[kind].pop(name, None)
+    table: Any = magics.magics
+    for kind, names in table.items():
+        for name in names:
+            manager.magics[kind].pop(name, None)
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
+    if _current.magics is magics:
+        _current.magics = None

@@ -13,12 +13,15 @@ import dataclasses
 import io
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._options import COMMON
 from .errors import InvalidParameterError
+from .sources import check_fit
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -28,19 +31,21 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageData", "ImagesResponse", "Usage", "VariationRequest"]
 
+MAX_N = 10_000  # images in one call, however many requests the fan-out makes
+
 
 @dataclass
 class VariationRequest:
     """What to ask a backend for; `None` means the backend's own default."""
 
-    n: int = 1
+    n: int = COMMON["n"].default
     size: str | None = None
-    response_format: str = "b64_json"
+    response_format: str | None = None
     model: str | None = None
     user: str | None = None
     prompt: str | None = None
     seed: int | None = None
-    fit: str = "crop"
+    fit: str = COMMON["fit"].default
     diversity: float | None = None
     quality: str | None = None
     background: str | None = None
@@ -48,24 +53,27 @@ class VariationRequest:
     output_compression: int | None = None
     input_fidelity: str | None = None
 
-    def check_common(self, *, max_n: int = 10_000) -> None:
+    def check_common(self, *, max_n: int = MAX_N) -> None:
         """Checks that hold for every backend; backends check their own enums after."""
         if isinstance(self.n, bool) or not isinstance(self.n, int):
-            raise InvalidParameterError(f"n must be a whole number, not {self.n!r}.")
+            raise InvalidParameterError(f"n must be a whole number, not {self.n!r}.", param="n")
         if not 1 <= self.n <= max_n:
-            raise InvalidParameterError(f"n must be between 1 and {max_n}, not {self.n}.")
+            raise InvalidParameterError(
+                f"n must be between 1 and {max_n}, not {self.n}.", param="n"
+            )
         for name in ("size", "model", "user", "prompt", "response_format"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InvalidParameterError(
-                    f"{name} must be a string or None, not {type(value).__name__}."
+                    f"{name} must be a string or None, not {type(value).__name__}.", param=name
                 )
-        if self.fit not in ("crop", "pad", "strict"):
-            raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {self.fit!r}.")
+        check_fit(self.fit)
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
-            raise InvalidParameterError(f"seed must be a whole number, not {self.seed!r}.")
+            raise InvalidParameterError(
+                f"seed must be a whole number, not {self.seed!r}.", param="seed"
+            )
 
     def params(self) -> dict[str, Any]:
         """The options that were set, for captions and saved metadata."""
@@ -77,18 +85,49 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...], *, backend: st
     if value not in choices:
         listed = ", ".join(repr(c) for c in choices)
         raise InvalidParameterError(
-            f"{name}={value!r} is not accepted by the {backend} backend; use one of {listed}."
+            f"{name}={value!r} is not accepted by the {backend} backend; use one of {listed}.",
+            param=name,
         )
 
 
-def refuse_unsupported(request: VariationRequest, names: tuple[str, ...], *, backend: str) -> None:
+def refuse_unsupported(request: VariationRequest, names: Iterable[str], *, backend: str) -> None:
     """Refuse options that `backend` would otherwise silently ignore."""
     given = [name for name in names if getattr(request, name) is not None]
     if given:
         raise InvalidParameterError(
             f"the {backend} backend does not take {', '.join(given)}; "
-            "leave it out or choose another backend."
+            "leave it out or choose another backend.",
+            param=given[0],
         )
+
+
+def caption(
+    backend: str | None,
+    request: VariationRequest | None,
+    source: PreparedImage | None,
+    *,
+    size: str | None = None,
+    created: int | None = None,
+    usage: Usage | None = None,
+) -> list[str]:
+    """The caption of a run, live or finished: source, backend, model, size, seed, created
+    and tokens; absent values are left out."""
+    size = (request.size if request else None) or size
+    parts = [
+        f"source {source.name}" if source else "",
+        f"backend {backend}" if backend else "",
+        f"model {request.model}" if request and request.model else "",
+        f"size {size}" if size else "",
+        f"seed {request.seed}" if request and request.seed is not None else "",
+    ]
+    if isinstance(created, int):
+        when = datetime.fromtimestamp(created, tz=timezone.utc)
+        parts.append(f"created {when:%Y-%m-%d %H:%M} UTC")
+    if usage is not None and usage.total_tokens:
+        parts.append(
+            f"tokens {usage.total_tokens} (in {usage.input_tokens}, out {usage.output_tokens})"
+        )
+    return [part for part in parts if part]
 
 
 _USAGE_FIELDS = (
@@ -207,6 +246,19 @@ class ImageData:
         picture.load()
         return picture
 
+    def __repr__(self) -> str:
+        # The base64 of one picture runs to 100 K characters: show its length, never the text.
+        parts = []
+        if self.b64_json is not None:
+            parts.append(f"b64_json=<{len(self.b64_json):,} chars>")
+        if self.url is not None:
+            parts.append(f"url={_clip(self.url)!r}")
+        if self.revised_prompt is not None:
+            parts.append(f"revised_prompt={_clip(self.revised_prompt)!r}")
+        if self.content is not None and self.b64_json is None:
+            parts.append(f"content=<{len(self.content):,} bytes>")
+        return f"ImageData({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.extra)
         for key in ("b64_json", "url", "revised_prompt"):
@@ -305,6 +357,18 @@ class ImagesResponse:
             out["usage"] = self.usage.to_dict()
         return out
 
+    def describe(self) -> list[str]:
+        """What made this response, as short phrases: backend, model, size, seed, created
+        (UTC), tokens; absent values are left out."""
+        return caption(
+            self.backend, self.request, None, size=self.size, created=self.created, usage=self.usage
+        )
+
+    def __repr__(self) -> str:
+        # Short everywhere (a plain shell, logs, a list of runs): never the base64 of `data`.
+        count = f"{len(self.data)} image{'' if len(self.data) == 1 else 's'}"
+        return f"ImagesResponse({', '.join([count, *map(_clip, self.describe())])})"
+
     def metadata(self) -> dict[str, Any]:
         """Where these images came from: parameters, creation time, backend, source hash."""
         return {
@@ -325,23 +389,43 @@ class ImagesResponse:
         never overwritten; files are written to a temporary folder first and renamed into
         place, so an interrupted save leaves nothing half-written. Returns the run folder.
         """
-        from ._files import new_run_directory, write_run
+        from ._files import write_run
 
         images = self.images
         files = {f"variation-{i + 1:02d}.png": _png_bytes(img) for i, img in enumerate(images)}
         if self.source is not None:
             files["original.png"] = self.source.png
         files["metadata.json"] = json.dumps(self.metadata(), indent=2).encode()
-        return write_run(new_run_directory(Path(directory)), files)
+        return write_run(Path(directory), files)
 
-    def to_grid(self, **options: Any) -> ImageGrid:
-        """An `ImageGrid` of the original followed by the variations."""
+    def to_grid(self, *, thumb_size: int = 256, columns: int | None = None) -> ImageGrid:
+        """An `ImageGrid` of the original followed by the variations, captioned with the
+        parameters that made them."""
         from .grid import ImageGrid
 
-        return ImageGrid.from_response(self, **options)
+        return ImageGrid(
+            self.images,
+            columns=columns,
+            thumb_size=thumb_size,
+            original=None if self.source is None else self.source.image,
+            caption=caption(
+                self.backend,
+                self.request,
+                self.source,
+                size=self.size,
+                created=self.created,
+                usage=self.usage,
+            ),
+            backend=self.backend,
+        )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return self.to_grid()._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters (with an ellipsis), for reprs of unbounded strings."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -10,24 +10,32 @@ body `{"error": {"message", "type", "param", "code"}}`. URL results are served b
 server at `GET /v1/files/<token>.png` for 60 minutes. `GET /health` reports the load.
 
 Protections: loopback by default, an optional bearer token (compared in constant time,
-never logged or echoed), a request-body cap (413), a bound on generations in flight with
-a short queue behind it (429 + `Retry-After` beyond), and graceful shutdown by uvicorn.
+never logged or echoed; query strings are kept out of the access log), a request-body cap
+(answered like any too-large image), bodies streamed to temporary files within a shared
+budget, a deadline for request headers and for each pause in a body, a connection cap
+that sheds the oldest idle connections, a bound on decodes and generations in flight with
+a short queue behind it (429 + `Retry-After` for the queue to drain), and graceful
+shutdown by uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hmac
+import logging
 import math
+import re
+import resource
 import secrets
 import socket
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -37,22 +45,33 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._options import BACKENDS, BackendSpec
+from ._redact import redact
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
 from .models import ImageData, ImagesResponse
-from .sources import PreparedImage, prepare_image
+from .sources import PreparedImage
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["create_app", "serve"]
 
 MB = 1024 * 1024
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 4 * MB
-SIZES = ("256x256", "512x512", "1024x1024")
-RESPONSE_FORMATS = ("url", "b64_json")
-MODELS = ("dall-e-2", "gpnn")
+CONTRACT = BACKENDS["variations"]  # the legacy contract this server speaks...
+ENGINE = BACKENDS["local"]  # ...from the local engine
 FIELDS = frozenset({"image", "model", "n", "response_format", "size", "user"})
 NOT_A_SMALL_PNG = "Uploaded image must be a PNG and less than 4 MB."
 URL_STORE_BYTES = 512 * MB  # the oldest results are dropped beyond this, even before expiry
+UPLOADS_BYTES = 64 * MB  # all request bodies being received at once; beyond, 429
+SPOOL_BYTES = 64 * 1024  # an upload beyond this waits in a temporary file, not in memory
+UPLOAD_SECONDS = 120.0  # the longest a whole body may take to arrive, pauses or not
+FIRST_GUESS_SECONDS = 5.0  # a generation's time, for Retry-After, until one is measured
+MAX_RETRY_AFTER = 60  # the official SDK ignores longer waits and falls back to its own
+FD_RESERVE = 64  # descriptors kept for the engine, logs and result files
+ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class Refusal(Exception):
@@ -128,7 +147,7 @@ class _Gate:
     max_concurrent: int
     max_queue: int
     in_flight: int = 0
-    typical_seconds: float = 5.0  # a running mean of generation time, for Retry-After
+    typical_seconds: float | None = None  # a running mean of generation time, once measured
     slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -137,7 +156,7 @@ class _Gate:
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
         if self.in_flight >= self.max_concurrent + self.max_queue:
-            wait = max(1, math.ceil(self.typical_seconds))
+            wait = self.retry_after()
             raise Refusal(
                 429,
                 f"The server is busy: {self.in_flight} requests are being served or queued. "
@@ -151,19 +170,34 @@ class _Gate:
             async with self.slots:
                 started = time.monotonic()
                 yield
-                self.typical_seconds += 0.3 * (time.monotonic() - started - self.typical_seconds)
+                took = time.monotonic() - started
+                typical = took if self.typical_seconds is None else self.typical_seconds
+                self.typical_seconds = typical + 0.3 * (took - typical)
         finally:
             self.in_flight -= 1
+
+    def retry_after(self) -> int:
+        """Seconds until the requests ahead have drained, the workers sharing the queue.
+
+        One generation's time is too short: everyone refused would come back to a queue
+        that is still full, and run out of retries.
+        """
+        each = FIRST_GUESS_SECONDS if self.typical_seconds is None else self.typical_seconds
+        ahead = self.in_flight * each / self.max_concurrent
+        return min(MAX_RETRY_AFTER, max(1, math.ceil(ahead)))
 
 
 @dataclass
 class _Settings:
     api_key: str | None
     max_body: int
+    read_timeout: float
+    max_uploading: int
     gate: _Gate
     urls: _UrlStore
     client: AsyncVariationClient
     abandoned: int = 0  # generations cancelled because their client hung up
+    uploading: int = 0  # bytes of the request bodies being received now
 
 
 def create_app(
@@ -173,6 +207,8 @@ def create_app(
     max_queue: int = 8,
     url_ttl: float = 3600.0,
     max_body: int = 5 * MB,
+    read_timeout: float = 10.0,
+    max_uploading: int = UPLOADS_BYTES,
 ) -> Starlette:
     """The ASGI app; run it with `serve` or any ASGI server.
 
@@ -181,13 +217,17 @@ def create_app(
         max_concurrent: generations running at once (each uses the engine's shared threads).
         max_queue: further requests that may wait for a slot; beyond them the answer is 429.
         url_ttl: seconds a `response_format=url` result stays downloadable (60 minutes).
-        max_body: the largest request body accepted, in bytes (413 beyond).
+        max_body: the largest request body accepted, in bytes (beyond, the image is too large).
+        read_timeout: the longest pause allowed while a request body arrives (408 beyond).
+        max_uploading: bytes of request bodies received at once, all together (429 beyond).
     """
     if max_concurrent < 1 or max_queue < 0:
         raise ValueError("max_concurrent must be at least 1 and max_queue at least 0")
     settings = _Settings(
         api_key=api_key or None,
         max_body=max_body,
+        read_timeout=read_timeout,
+        max_uploading=max_uploading,
         gate=_Gate(max_concurrent, max_queue),
         urls=_UrlStore(url_ttl),
         client=AsyncVariationClient(backend="local"),
@@ -219,29 +259,32 @@ def create_app(
 async def _variations(request: Request) -> Response:
     settings: _Settings = request.app.state.settings
     _authorize(settings.api_key, request.headers.get("authorization"))
-    body = await _read_body(request, settings.max_body)
-    fields, upload = await _parse_form(request, body)
+    fields, upload = await _read_form(request, settings)
     try:
         options = _options(fields)
-        image = await _image(upload)
+        await _check_png_header(upload)
+        response = await _unless_disconnected(request, _generate(settings, upload, options))
     finally:
         await upload.close()
-    async with settings.gate.admit():
-        response = await _unless_disconnected(
-            request,
-            settings.client.create_variation(
-                image,
-                n=options["n"],
-                size=options["size"],
-                model=options["model"],
-                user=options["user"],
-                fit="strict",
-            ),
-        )
     if response is None:  # nobody is left to answer; the status is only for the access log
         settings.abandoned += 1
         return Response(status_code=499)
     return JSONResponse(_answer(request, response, options["response_format"], settings.urls))
+
+
+async def _generate(
+    settings: _Settings, upload: UploadFile, options: Mapping[str, Any]
+) -> ImagesResponse:
+    # Decoding takes memory in proportion to the picture, so it waits for a slot too.
+    async with settings.gate.admit():
+        image = await _image(upload, settings.client)
+        return await settings.client.generate(
+            image,
+            n=options["n"],
+            size=options["size"],
+            model=options["model"],
+            user=options["user"],
+        )
 
 
 async def _file(request: Request) -> Response:
@@ -297,32 +340,12 @@ def _authorize(api_key: str | None, authorization: str | None) -> None:
         )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit`."""
-    too_large = Refusal(
-        413,
-        f"The request body is larger than this server's {limit / MB:g} MB limit; "
-        "the image must be a PNG under 4 MB.",
-        code="request_too_large",
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Refusal(400, "Invalid Content-Length header.")
-        if int(declared) > limit:
-            raise too_large
-    # Also counted while reading: chunked bodies declare no length.
-    chunks, received = [], 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+class _FormParser(MultiPartParser):
+    spool_max_size = SPOOL_BYTES  # so stalled uploads hold little memory
 
 
-async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, str], UploadFile]:
-    """The text fields and the `image` file part of a multipart body."""
+async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, str], UploadFile]:
+    """The text fields and the `image` file part of a multipart body, read as it arrives."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise Refusal(
@@ -330,17 +353,53 @@ async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, str], Up
             f"Invalid Content-Type header ({content_type or 'none'}), "
             "expected multipart/form-data.",
         )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isascii() or not declared.isdigit():
+            raise Refusal(400, "Invalid Content-Length header.")
+        if int(declared) > settings.max_body:
+            raise _too_large()
+    # A declared length is held from the start, so a flood of uploads is refused unread.
+    held = int(declared or 0)
+    if settings.uploading + held > settings.max_uploading:
+        raise _busy_uploading(settings.read_timeout)
+    settings.uploading += held
+    received = 0
 
-    async def once() -> AsyncIterator[bytes]:
-        yield body
+    async def body() -> AsyncGenerator[bytes, None]:
+        nonlocal received, held
+        deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
+        more = True
+        while more:
+            now = asyncio.get_running_loop().time()
+            try:  # asyncio.timeout_at is Python 3.11+; this package supports 3.10
+                wait = min(deadline - now, settings.read_timeout)
+                message = await asyncio.wait_for(request.receive(), max(wait, 0))
+            except asyncio.TimeoutError:
+                raise _stalled(settings.read_timeout) from None
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk, more = message.get("body", b""), message.get("more_body", False)
+            received += len(chunk)
+            # Also counted while reading: chunked bodies declare no length.
+            if received > settings.max_body:
+                raise _too_large()
+            if received > held:
+                if settings.uploading + received - held > settings.max_uploading:
+                    raise _busy_uploading(settings.read_timeout)
+                settings.uploading += received - held
+                held = received
+            yield chunk
 
-    parser = MultiPartParser(
-        request.headers, once(), max_files=4, max_fields=16, max_part_size=64 * 1024
+    parser = _FormParser(
+        request.headers, body(), max_files=4, max_fields=16, max_part_size=64 * 1024
     )
     try:
         form = await parser.parse()
     except MultiPartException as exc:
         raise Refusal(400, f"Could not parse the multipart body: {exc.message}") from None
+    finally:
+        settings.uploading -= held
     fields: dict[str, str] = {}
     upload: UploadFile | None = None
     try:
@@ -375,21 +434,47 @@ async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, str], Up
     return fields, upload
 
 
+def _too_large() -> Refusal:
+    # Whatever the body's size, the answer a too-large image gets, so SDKs raise the same.
+    return Refusal(400, NOT_A_SMALL_PNG, param="image")
+
+
+def _stalled(read_timeout: float) -> Refusal:
+    return Refusal(
+        408,
+        f"The request body arrived too slowly (a pause over {read_timeout:g} s, or over "
+        f"{UPLOAD_SECONDS:g} s in all); send the upload again without pausing.",
+        code="request_timeout",
+        headers={"Connection": "close"},  # nobody is sending the rest
+    )
+
+
+def _busy_uploading(read_timeout: float) -> Refusal:
+    wait = math.ceil(read_timeout)
+    return Refusal(
+        429,
+        f"The server is receiving too many uploads at once. Retry after {wait} s.",
+        type="rate_limit_exceeded",
+        code="rate_limit_exceeded",
+        headers={"Connection": "close", "Retry-After": str(wait)},  # the body is not read
+    )
+
+
 def _options(fields: Mapping[str, str]) -> dict[str, Any]:
     """The validated request options, with the legacy contract's defaults."""
     return {
-        "n": _whole_number(fields, "n", default=1, low=1, high=10),
-        "size": _choice(fields, "size", SIZES, default="1024x1024"),
-        "response_format": _choice(fields, "response_format", RESPONSE_FORMATS, default="url"),
-        "model": _choice(fields, "model", MODELS, default=None),
+        "n": _whole_number(fields, "n", default=CONTRACT.default("n"), low=1, high=10),
+        "size": _choice(fields, "size", CONTRACT),
+        "response_format": _choice(fields, "response_format", CONTRACT),
+        "model": _choice(fields, "model", ENGINE),
         "user": fields.get("user"),
     }
 
 
-def _choice(
-    fields: Mapping[str, str], name: str, allowed: tuple[str, ...], *, default: str | None
-) -> str | None:
-    value = fields.get(name, default)
+def _choice(fields: Mapping[str, str], name: str, spec: BackendSpec) -> str | None:
+    """The field's value, or the contract's default; refused unless `spec` takes it."""
+    allowed = spec.choices(name) or ()
+    value = fields.get(name, CONTRACT.default(name, official=True))
     if value is not None and value not in allowed:
         listed = ", ".join(f"'{a}'" for a in allowed)
         raise Refusal(
@@ -408,6 +493,8 @@ def _whole_number(
     if raw is None:
         return default
     try:
+        if not ASCII_INTEGER.fullmatch(raw):  # int() also takes ' 2 ', '1_0' and other digits
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise Refusal(
@@ -426,26 +513,31 @@ def _whole_number(
     return value
 
 
-async def _image(upload: UploadFile) -> PreparedImage:
-    """The uploaded PNG, decoded; refused unless a square PNG under 4 MB, like the legacy API.
+async def _check_png_header(upload: UploadFile) -> None:
+    """Refuse, before queueing, what is not a square PNG under 4 MB, like the legacy API.
 
     The content decides, not the part's declared type: clients that send the bytes as
     application/octet-stream are not refused for it.
     """
-    data = await upload.read(MAX_IMAGE_BYTES + 1)
-    if not data.startswith(PNG_SIGNATURE) or len(data) >= MAX_IMAGE_BYTES:
+    head = await upload.read(24)
+    if not head.startswith(PNG_SIGNATURE) or (upload.size or 0) >= MAX_IMAGE_BYTES:
         raise Refusal(400, NOT_A_SMALL_PNG, param="image")
-    if data[12:16] == b"IHDR":  # the header chunk gives the size without decoding
-        width, height = struct.unpack(">II", data[16:24])
+    if head[12:16] == b"IHDR":  # the header chunk gives the size without decoding
+        width, height = struct.unpack(">II", head[16:24])
         if width != height:
             raise Refusal(
                 400,
                 f"Uploaded image must be square; this one is {width}x{height} pixels.",
                 param="image",
             )
+
+
+async def _image(upload: UploadFile, client: AsyncVariationClient) -> PreparedImage:
+    """The uploaded PNG, decoded (after `_check_png_header`)."""
+    await upload.seek(0)
+    data = await upload.read()
     try:
-        # Decoding takes tens of milliseconds: off the event loop.
-        return await asyncio.to_thread(prepare_image, data, fit="strict")
+        return await client.prepare(data, fit="strict")  # decoding runs off the event loop
     except InvalidImageError as exc:
         raise Refusal(400, str(exc), param="image") from None
 
@@ -516,6 +608,117 @@ async def _server_error_response(request: Request, exc: Exception) -> Response:
     ).response()
 
 
+class _AccessLogFilter(logging.Filter):
+    """Logs each request's path without its query string, where keys get pasted.
+
+    The server's own key is masked in what is left, in any recognisable piece.
+    """
+
+    def __init__(self, api_key: str | None) -> None:
+        super().__init__()
+        self.api_key = api_key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn's access line: (client, method, path with query, HTTP version, status)
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, target, version, status = record.args
+            path, question_mark, _ = str(target).partition("?")
+            shown = redact(path, self.api_key) + ("?..." if question_mark else "")
+            record.args = (client, method, shown, version, status)
+        return True
+
+
+def _log_config(api_key: str | None) -> dict[str, Any]:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"no_secrets": {"()": _AccessLogFilter, "api_key": api_key}}
+    config["handlers"]["access"]["filters"] = ["no_secrets"]
+    return config
+
+
+def _connection_limits(max_connections: int) -> tuple[int, int]:
+    """The connection cap and listen backlog that the descriptor limit (`ulimit -n`) holds.
+
+    asyncio accepts up to a backlog's worth of connections before any of them can be
+    shed, and each connection may hold an upload's temporary file too.
+    """
+    backlog = 2048
+    descriptors = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if descriptors != resource.RLIM_INFINITY:
+        spare = max(8, descriptors - FD_RESERVE)
+        backlog = min(backlog, spare // 4)
+        max_connections = min(max_connections, max(1, (spare - backlog) // 2))
+    return max_connections, backlog
+
+
+def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with a deadline for request headers and a connection cap.
+
+    uvicorn waits forever for the headers of a request, so slow connections pile up until
+    the descriptors run out and nobody is served. Here headers must arrive within
+    `read_timeout` (as must the rest of a body refused before it was read), and past
+    `max_connections` the connection waiting longest for headers is closed for the new
+    one. uvicorn's own
+    `limit_concurrency` would answer 503 to every request instead, /health included.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        # connections waiting for a request's headers, the longest waiting first
+        idle: ClassVar[OrderedDict[GuardedH11Protocol, asyncio.TimerHandle]] = OrderedDict()
+        shed: ClassVar[set[GuardedH11Protocol]] = set()  # closed here, not yet gone
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._await_headers()
+            while len(self.connections) - len(self.shed) > max_connections:
+                oldest = next(iter(self.idle), self)  # self when every other one is busy
+                oldest._shed()
+                if oldest is self:
+                    break
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._headers_arrived()
+            self.shed.discard(self)
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request's headers arrived
+                self._headers_arrived()
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            super().on_response_complete()
+            if self.cycle is cycle:  # no pipelined request started
+                # The next request on a kept-alive connection, or the rest of a refused
+                # body, which uvicorn reads and drops so the client sees the answer.
+                self._await_headers()
+
+        def _await_headers(self) -> None:
+            if not self.transport.is_closing():
+                self._headers_arrived()
+                self.idle[self] = self.loop.call_later(read_timeout, self._headers_late)
+
+        def _headers_arrived(self) -> None:
+            timer = self.idle.pop(self, None)
+            if timer is not None:
+                timer.cancel()
+
+        def _headers_late(self) -> None:
+            self._shed()
+
+        def _shed(self) -> None:
+            self._headers_arrived()
+            if not self.transport.is_closing():
+                self.shed.add(self)
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -524,11 +727,17 @@ def serve(
     max_concurrent: int = 2,
     max_queue: int = 8,
     log_level: str = "info",
+    read_timeout: float = 10.0,
+    max_connections: int = 4096,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests get 30 s to finish.
 
     Prints the base URL (to use as `OPENAI_BASE_URL`) once the port is bound; with
     `port=0` the system picks a free port and the printed URL names it.
+
+    `read_timeout` bounds each wait for a request's headers or for the next part of its
+    body; `max_connections` the open connections (fewer where the descriptor limit,
+    `ulimit -n`, would not hold them with an upload's temporary file each).
     """
     import uvicorn
 
@@ -549,10 +758,21 @@ def serve(
         print(
             f"  warning: {host} is reachable from the network and no --api-key is set", flush=True
         )
-    app = create_app(api_key=api_key, max_concurrent=max_concurrent, max_queue=max_queue)
+    app = create_app(
+        api_key=api_key,
+        max_concurrent=max_concurrent,
+        max_queue=max_queue,
+        read_timeout=read_timeout,
+    )
+    max_connections, backlog = _connection_limits(max_connections)
     config = uvicorn.Config(
         app,
+        http=_guarded_protocol(read_timeout, max_connections),
+        log_config=_log_config(api_key),
         log_level=log_level,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,  # the request line and headers
+        backlog=backlog,
         timeout_graceful_shutdown=30,
         server_header=False,
     )

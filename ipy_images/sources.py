@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
+from ._download import Download, download
+from ._options import FITS
+from ._sync import run_sync
 from .errors import InvalidImageError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -30,10 +32,14 @@ if TYPE_CHECKING:
 __all__ = ["PreparedImage", "load_image", "prepare_image"]
 
 MAX_PIXELS = 64_000_000  # 8000 x 8000: larger headers are refused before decoding
-MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
+MAX_DECODED_BYTES = 100_000_000
+"""Largest decoded picture: pixels x bytes per pixel (channels x bit depth, from the header).
+
+About 5770x5770 RGB, 5000x5000 RGBA or 7070x7070 16-bit greyscale. Pixels alone do not
+bound memory: a 124 KB 16-bit PNG of 7999x7999 passes the pixel limit yet decodes to 128 MB.
+"""
 MIN_SIDE = 16  # smaller pictures hold too few patches to vary
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
-FITS = ("crop", "pad", "strict")
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,7 @@ def prepare_image(
             since no backend returns more than this.
         max_bytes: the PNG is downscaled until it is smaller than this.
     """
-    if fit not in FITS:
-        raise InvalidParameterError(f"fit must be 'crop', 'pad' or 'strict', not {fit!r}.")
+    check_fit(fit)
     for option, value, least in (("max_side", max_side, MIN_SIDE), ("max_bytes", max_bytes, 4096)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise InvalidParameterError(
@@ -108,6 +113,12 @@ def prepare_image(
     return PreparedImage(png, image, name, hashlib.sha256(png).hexdigest(), original_size)
 
 
+def check_fit(fit: Any) -> None:
+    if fit not in FITS:
+        allowed = f"{', '.join(map(repr, FITS[:-1]))} or {FITS[-1]!r}"
+        raise InvalidParameterError(f"fit must be {allowed}, not {fit!r}.", param="fit")
+
+
 def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Image, str]:
     """Decode any supported source into a PIL image and a display name.
 
@@ -127,12 +138,13 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
     if isinstance(source, (tuple, list, Mapping)) and _looks_like_upload(source):
         content, name = _from_upload(source)
         return _decode(content, name, draft_side), name
+    if isinstance(source, Download):
+        return _from_download(source, draft_side)
+    url = source_url(source)
+    if url is not None:
+        return _from_download(run_sync(download(url)), draft_side)
     if isinstance(source, (str, os.PathLike)):
-        text = os.fspath(source)
-        scheme = _URL_SCHEME.match(text)
-        if scheme and not os.path.exists(text):
-            return _from_url(text, scheme.group(1).lower(), draft_side)
-        return _from_path(Path(text), draft_side)
+        return _from_path(Path(os.fspath(source)), draft_side)
     if hasattr(source, "read"):
         content = source.read()
         if isinstance(content, str):
@@ -158,55 +170,27 @@ def _from_path(path: Path, draft_side: int | None) -> tuple[Image.Image, str]:
     return _decode(content, path.name, draft_side), path.name
 
 
-def _from_url(url: str, scheme: str, draft_side: int | None) -> tuple[Image.Image, str]:
-    if scheme not in ("http", "https"):
-        raise InvalidImageError(
-            f"'{scheme}:' URLs are not downloaded; give an http(s) URL, or for a local file "
-            "its plain path."
-        )
-    import httpx
+def source_url(source: Any) -> str | None:
+    """The URL that `source` names, if it is one (a string with a scheme, not a file)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    text = os.fspath(source)
+    if not isinstance(text, str) or not _URL_SCHEME.match(text) or os.path.exists(text):
+        return None
+    return text
 
-    name = PurePosixPath(unquote(urlsplit(url).path)).name or "image"
-    try:
-        with (
-            httpx.Client(follow_redirects=True, max_redirects=5, timeout=30.0) as client,
-            client.stream("GET", url) as answer,
-        ):
-            if answer.status_code >= 400:
-                raise InvalidImageError(
-                    f"{url} answered HTTP {answer.status_code} {answer.reason_phrase}; "
-                    "check the URL."
-                )
-            declared = int(answer.headers.get("content-length") or 0)
-            if declared > MAX_DOWNLOAD_BYTES:
-                raise _too_large_download(url)
-            chunks, received = [], 0
-            for chunk in answer.iter_bytes():
-                received += len(chunk)
-                if received > MAX_DOWNLOAD_BYTES:
-                    raise _too_large_download(url)
-                chunks.append(chunk)
-            kind = answer.headers.get("content-type", "").split(";")[0].strip()
-    except httpx.TooManyRedirects:
-        raise InvalidImageError(f"{url} redirects too many times; check the URL.") from None
-    except httpx.HTTPError as exc:
-        raise InvalidImageError(
-            f"could not download {url}: {type(exc).__name__}; check the URL and the network."
-        ) from None
-    content = b"".join(chunks)
+
+def _from_download(fetched: Download, draft_side: int | None) -> tuple[Image.Image, str]:
+    name, kind = fetched.name, fetched.content_type
     if kind and not kind.startswith("image/") and kind != "application/octet-stream":
         try:
-            return _decode(content, name, draft_side), name
+            return _decode(fetched.content, name, draft_side), name
         except InvalidImageError:
             raise InvalidImageError(
-                f"{url} answered with {kind}, not an image; give the URL of the image itself."
+                f"{fetched.url} answered with {kind}, not an image; give the URL of the image "
+                "itself."
             ) from None
-    return _decode(content, name, draft_side), name
-
-
-def _too_large_download(url: str) -> InvalidImageError:
-    limit = MAX_DOWNLOAD_BYTES // (1024 * 1024)
-    return InvalidImageError(f"{url} is larger than {limit} MB; download and downscale it first.")
+    return _decode(fetched.content, name, draft_side), name
 
 
 def _looks_like_upload(value: Any) -> bool:
@@ -242,7 +226,8 @@ def _decode(content: bytes, name: str, draft_side: int | None) -> Image.Image:
                     f"{MAX_PIXELS // 1_000_000} megapixel limit; downscale it first."
                 )
             if draft_side and image.format == "JPEG":
-                image.draft("RGB", (draft_side, draft_side))
+                image.draft("RGB", (draft_side, draft_side))  # the size shrinks here
+            _check_decoded_bytes(image, name)
             image.load()
     except InvalidImageError:
         raise
@@ -252,7 +237,7 @@ def _decode(content: bytes, name: str, draft_side: int | None) -> Image.Image:
         ) from None
     except Image.UnidentifiedImageError:
         raise InvalidImageError(f"{name}: {_describe_unreadable(content)}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # Pillow's plugins raise many types on damaged files
         kind = _format_name(content)
         raise InvalidImageError(
             f"{name}: the {kind} data is truncated or damaged ({exc}); re-export the image."
@@ -260,7 +245,27 @@ def _decode(content: bytes, name: str, draft_side: int | None) -> Image.Image:
     # EXIF orientation is applied here, so every backend sees the photo upright.
     from PIL import ImageOps
 
-    return ImageOps.exif_transpose(image)
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as exc:  # the EXIF block is parsed only now (SyntaxError, struct.error...)
+        raise InvalidImageError(
+            f"{name}: its EXIF metadata is damaged ({exc}); re-save the image without it."
+        ) from None
+
+
+def _check_decoded_bytes(image: Image.Image, name: str) -> None:
+    from PIL import ImageMode
+
+    mode = ImageMode.getmode(image.mode)
+    per_pixel = len(mode.bands) * int(mode.typestr[-1])  # e.g. "<u2": 2 bytes a sample
+    width, height = image.size
+    decoded = width * height * per_pixel
+    if decoded > MAX_DECODED_BYTES:
+        raise InvalidImageError(
+            f"{name} would take {decoded / 1e6:.0f} MB decoded ({width}x{height} pixels of "
+            f"{per_pixel} bytes, mode {image.mode}), more than the "
+            f"{MAX_DECODED_BYTES / 1e6:.0f} MB limit; downscale it first."
+        )
 
 
 def _format_name(content: bytes) -> str:
@@ -327,24 +332,32 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     )
     if has_alpha:
         rgba = image.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
+        if rgba.getchannel("A").getextrema()[0] < 255:  # type: ignore[operator]
             return rgba
         return rgba.convert("RGB")
     return image.convert("RGB")
 
 
 def _scale_wide_greyscale(image: Image.Image) -> Image.Image:
-    """16-bit and float greyscale to 8 bits by their full range, not by clipping."""
+    """16-bit and float greyscale to 8 bits by their full range, not by clipping.
+
+    Through a lookup table, or in place in float32: these pictures can be large, and
+    float64 temporaries would take several times the decoded size.
+    """
     import numpy as np
     from PIL import Image
 
-    values = np.asarray(image, dtype=np.float64)
+    values = np.asarray(image)
     if image.mode == "F":
         low, high = float(values.min()), float(values.max())
+        scaled = values.astype(np.float32)
+        scaled -= low
+        scaled *= 255 / max(high - low, 1e-12)
+        pixels = np.clip(np.rint(scaled, out=scaled), 0, 255, out=scaled).astype(np.uint8)
     else:
-        low, high = 0.0, 65535.0
-    scaled = (values - low) / max(high - low, 1e-12) * 255
-    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8))
+        table = np.round(np.arange(65536) * (255 / 65535)).astype(np.uint8)
+        pixels = table[values if values.dtype == np.uint16 else np.clip(values, 0, 65535)]
+    return Image.fromarray(pixels)
 
 
 def _make_square(image: Image.Image, fit: str, name: str) -> Image.Image:

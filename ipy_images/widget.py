@@ -21,16 +21,19 @@ import concurrent.futures
 import dataclasses
 import html
 import os
-import time
 from typing import Any
 
 import ipywidgets as widgets
 
+from . import _current
+from ._config import key_from_env, resolve
+from ._live import LiveGrid
+from ._options import BACKENDS, choices
 from ._sync import background_loop
 from .client import AsyncVariationClient
-from .errors import APIError, InvalidParameterError, IpyImagesError
+from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
 from .grid import ImageGrid
-from .models import ImageData, ImagesResponse, VariationRequest
+from .models import MAX_N, ImageData, ImagesResponse
 from .sources import PreparedImage
 
 __all__ = ["MAX_UPLOAD_BYTES", "VariationForm"]
@@ -39,56 +42,23 @@ __all__ = ["MAX_UPLOAD_BYTES", "VariationForm"]
 # the whole file in one comm message, so bigger files are dropped by the frontend silently.
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 UPLOAD_HINT = "Uploads up to 8 MB; for a larger file, type its path instead."
-SETTINGS = (
-    "backend",
-    "n",
-    "size",
-    "model",
-    "base_url",
-    "response_format",
-    "thumb_size",
-    "timeout",
-    "api_key_env",
-)
 _PREVIEW_SIZE = 160
 _ERROR_COLOUR = "#d32f2f"
 _QUIET = "opacity:0.75"
 _LABEL_WIDTH = "90px"
 # Dropdowns cannot hold None (it means "nothing selected"), so "not given" has a value.
 _AUTO_BACKEND = "auto"
-_DEFAULT_SIZE = ""
-
-
-def magic_settings() -> dict[str, Any]:
-    """The settings of the `%%variation` magic: the registered instance's, else its defaults."""
-    from IPython import get_ipython
-
-    from .magics import VariationMagics
-
-    shell = get_ipython()
-    registered = shell.magics_manager.registry.get("VariationMagics") if shell else None
-    if registered is not None:
-        return {name: getattr(registered, name) for name in SETTINGS}
-    traits = VariationMagics.class_traits()
-    return {name: traits[name].default() for name in SETTINGS}
-
-
-def _sizes(backend: str | None) -> tuple[str, ...]:
-    """The sizes `backend` takes; every size any backend takes when it is chosen later."""
-    from .backends import http_edits, local
-
-    if backend == "edits":
-        return http_edits.SIZES
-    if backend in ("local", "variations"):
-        return local.SIZES
-    return tuple(dict.fromkeys(local.SIZES + http_edits.SIZES))
-
-
-def _choice(label: str, values: tuple[str, ...], style: dict[str, str]) -> Any:
-    """A dropdown whose first entry, "default", leaves the option to the model."""
-    return widgets.Dropdown(
-        description=label, options=[("default", None), *((v, v) for v in values)], style=style
-    )
+_DEFAULT = ""
+_ROW = '<div style="border-top:1px solid rgba(128,128,128,0.4);padding-top:6px">{}</div>'
+# The form's option dropdowns: (request option, attribute, label); each offers the chosen backend's
+# choices, and is disabled when that backend does not take the option.
+_CHOICES = (
+    ("size", "size", "size"),
+    ("response_format", "response_format", "format"),
+    ("quality", "quality", "quality"),
+    ("background", "image_background", "background"),
+    ("output_format", "output_format", "output"),
+)
 
 
 def _parse_seed(text: str) -> int | None:
@@ -99,13 +69,25 @@ def _parse_seed(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise InvalidParameterError(
-            f"seed must be a whole number, or empty for a random one; not {text!r}."
+            f"seed must be a whole number, or empty for a random one; not {text!r}.", param="seed"
         ) from None
 
 
 def _line(text: str, *, error: bool = False) -> str:
     style = f"color:{_ERROR_COLOUR};font-weight:bold" if error else _QUIET
     return f'<div style="{style};line-height:1.4">{html.escape(text)}</div>'
+
+
+def _as_uploaded(source: Any, prepared: PreparedImage) -> str:
+    """The file as the user gave it, e.g. "451x300 JPEG, 27 KB" (not the prepared PNG)."""
+    width, height = prepared.original_size
+    if isinstance(source, tuple):  # a FileUpload value
+        kind, size = source[0]["type"].rpartition("/")[2], source[0]["size"]
+    else:
+        kind = os.path.splitext(str(source))[1].lstrip(".")
+        size = os.path.getsize(source) if os.path.isfile(str(source)) else None
+    described = f"{width}x{height} {kind.upper()}".rstrip()
+    return described if size is None else f"{described}, {size / 1024:.0f} KB"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,54 +99,6 @@ class _Snapshot:
     client: dict[str, Any]
     options: dict[str, Any]
     seed_text: str
-
-
-class _RunRow:
-    """One run in the history: a heading and a grid that fills in as images arrive."""
-
-    def __init__(
-        self,
-        number: int,
-        prepared: PreparedImage,
-        request: VariationRequest,
-        backend: str,
-        thumb_size: int,
-    ) -> None:
-        self.number = number
-        self.started = time.monotonic()
-        self.total = request.n
-        self.grid = ImageGrid(
-            original=prepared.image,
-            thumb_size=thumb_size,
-            caption=[
-                f"source {prepared.name}",
-                f"backend {backend}",
-                *([f"model {request.model}"] if request.model else []),
-                f"size {request.size}",
-                *([f"seed {request.seed}"] if request.seed is not None else []),
-            ],
-        )
-        self.widget = widgets.HTML()
-        self.render("generating…")
-
-    def add(self, index: int, data: ImageData) -> None:
-        self.grid.append(data.image, f"#{index + 1}")
-        self.render("generating…")
-
-    def render(self, state: str) -> None:
-        heading = f"Run {self.number} · {len(self.grid)} of {self.total} images · {state}"
-        self.widget.value = (
-            '<div style="border-top:1px solid rgba(128,128,128,0.4);padding-top:6px">'
-            f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(heading)}</div>'
-            f"{self.grid.to_html()}</div>"
-        )
-
-    def finish(self, response: ImagesResponse | None, state: str) -> None:
-        """Show the final state; a response is redrawn in index order with its full caption
-        (created time, tokens), since images may arrive out of order."""
-        if response is not None:
-            self.grid = response.to_grid(thumb_size=self.grid.thumb_size)
-        self.render(f"{state} in {time.monotonic() - self.started:.1f} s")
 
 
 class VariationForm(widgets.VBox):
@@ -179,15 +113,17 @@ class VariationForm(widgets.VBox):
         result: the last `ImagesResponse` (None before the first run).
         results: every response since the last Clear, oldest first.
         future: a `concurrent.futures.Future` of the latest run; its result is the response.
+        status_text: the status line as plain text (`status` is its HTML widget).
     """
 
     def __init__(self, **settings: Any) -> None:
         seed = settings.pop("seed", None)
-        unknown = set(settings) - set(SETTINGS)
+        unknown = set(settings) - set(_current.DEFAULTS)
         if unknown:
             raise TypeError(f"VariationForm() got unknown settings: {', '.join(sorted(unknown))}")
-        self.settings: dict[str, Any] = {**magic_settings(), **settings}
+        self.settings: dict[str, Any] = {**_current.settings(), **settings}
         self.future: concurrent.futures.Future[ImagesResponse] | None = None
+        self.status_text, self._error_shown = "", False
         self._results: list[ImagesResponse] = []
         self._task: asyncio.Task[ImagesResponse] | None = None
         self._source_token = 0
@@ -204,7 +140,7 @@ class VariationForm(widgets.VBox):
         )
         self.source_text = widgets.Text(
             description="or path/URL",
-            placeholder="notebooks/data/coffee.png or https://…/cat.png, then Enter",
+            placeholder="data/chelsea.jpg or https://…/cat.png, then Enter",
             continuous_update=False,
             style=wide,
             layout=widgets.Layout(flex="1 1 auto", min_width="300px"),
@@ -216,24 +152,17 @@ class VariationForm(widgets.VBox):
         )
         self.backend = widgets.Dropdown(
             description="backend",
-            options=[_AUTO_BACKEND, "local", "variations", "edits"],
+            options=[_AUTO_BACKEND, *BACKENDS],
             value=self.settings["backend"] or _AUTO_BACKEND,
             style=wide,
         )
         self.n = widgets.BoundedIntText(
-            value=self.settings["n"], min=1, max=100, description="n", style=wide
+            value=self.settings["n"], min=1, max=MAX_N, description="n", style=wide
         )
-        self.size = widgets.Dropdown(description="size", style=wide)
         self.model = widgets.Text(
             value=self.settings["model"] or "",
             description="model",
             placeholder="backend default",
-            style=wide,
-        )
-        self.response_format = widgets.Dropdown(
-            description="format",
-            options=["b64_json", "url"],
-            value=self.settings["response_format"],
             style=wide,
         )
         self.seed = widgets.Text(
@@ -242,16 +171,14 @@ class VariationForm(widgets.VBox):
             placeholder="random",
             style=wide,
         )
-        # GPT image options: enabled only for the edits backend, sent only when chosen.
         self.prompt = widgets.Text(
             description="prompt",
             placeholder="default: a variation keeping subject, style and palette",
             style=wide,
             layout=widgets.Layout(width="100%"),
         )
-        self.quality = _choice("quality", ("low", "medium", "high", "auto"), wide)
-        self.image_background = _choice("background", ("transparent", "opaque", "auto"), wide)
-        self.output_format = _choice("output", ("png", "webp", "jpeg"), wide)
+        for _, attribute, label in _CHOICES:
+            setattr(self, attribute, widgets.Dropdown(description=label, style=wide))
         self.base_url = widgets.Text(
             value=self.settings["base_url"] or "",
             description="server",
@@ -265,14 +192,16 @@ class VariationForm(widgets.VBox):
         self.progress = widgets.IntProgress(
             value=0, min=0, max=1, description="0 images", style={"description_width": "70px"}
         )
-        self.status = widgets.HTML(_line("Choose an image, then click Generate."))
+        self.status = widgets.HTML()
         self.clear_button = widgets.Button(description="Clear history", icon="trash")
         self.history = widgets.VBox()
 
-        self._sync_backend_fields(self.settings["size"])
+        self._say("Choose an image, then click Generate.")
+        self._sync_backend_fields({name: self.settings.get(name) for name, _, _ in _CHOICES})
         self.upload.observe(self._on_upload, names="value")
         self.source_text.observe(self._on_source_text, names="value")
         self.backend.observe(self._on_backend, names="value")
+        self.base_url.observe(lambda _: self._sync_backend_fields(self._chosen()), names="value")
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.clear_button.on_click(lambda _: self.clear())
@@ -328,6 +257,11 @@ class VariationForm(widgets.VBox):
     def running(self) -> bool:
         return self.future is not None and not self.future.done()
 
+    def _say(self, text: str, *, error: bool = False) -> None:
+        """Set the status line: plain text in `status_text`, one styled line in `status`."""
+        self.status_text, self._error_shown = text, error
+        self.status.value = _line(text, error=error)
+
     # --- the image source -------------------------------------------------------------
 
     def _current_source(self) -> Any:
@@ -343,10 +277,11 @@ class VariationForm(widgets.VBox):
         item = value[0]
         if item["size"] > MAX_UPLOAD_BYTES:
             self.upload.value = ()
-            self._show_error(
+            self._say(
                 f"{item['name']} is {item['size'] / 1e6:.1f} MB, over the "
                 f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB upload limit of the browser "
-                "connection; type the file's path in the box instead."
+                "connection; type the file's path in the box instead.",
+                error=True,
             )
             return
         self.source_text.value = ""
@@ -358,24 +293,39 @@ class VariationForm(widgets.VBox):
         self._source_changed()
 
     def _on_backend(self, change: dict[str, Any]) -> None:
-        self._sync_backend_fields(self.size.value)
+        self._sync_backend_fields(self._chosen())
         self._source_changed()  # edits keeps the aspect ratio: the prepared image differs
+
+    def _chosen(self) -> dict[str, Any]:
+        """The option dropdowns' values: "" is the backend's default."""
+        return {name: getattr(self, attribute).value for name, attribute, _ in _CHOICES}
 
     def _chosen_backend(self) -> str | None:
         return None if self.backend.value == _AUTO_BACKEND else self.backend.value
 
-    def _sync_backend_fields(self, size: str | None) -> None:
-        """Offer the sizes the chosen backend takes, keeping `size` when it is one."""
-        backend = self._chosen_backend()
-        sizes = _sizes(backend)
-        # (label, value) pairs throughout: ipywidgets reads a mixed list as values only.
-        self.size.options = [("backend default", _DEFAULT_SIZE), *((s, s) for s in sizes)]
-        self.size.value = size if size in sizes else _DEFAULT_SIZE
-        # Only the local engine takes a seed; the HTTP contracts have none.
-        self.seed.disabled = backend not in (None, "local")
-        self.base_url.disabled = backend == "local"
-        for field in (self.prompt, self.quality, self.image_background, self.output_format):
-            field.disabled = backend != "edits"
+    def _effective_backend(self) -> str | None:
+        """The backend a run would use: the chosen one, else the environment's choice."""
+        try:
+            return resolve(
+                self._chosen_backend(), None, self.base_url.value.strip() or None
+            ).backend
+        except IpyImagesError:
+            return self._chosen_backend()  # the run will say what is wrong
+
+    def _sync_backend_fields(self, chosen: dict[str, Any]) -> None:
+        """Offer what the backend a run would use takes, keeping each choice it accepts."""
+        backend = self._effective_backend()
+        spec = BACKENDS.get(backend or "")
+        for name, attribute, _ in _CHOICES:
+            dropdown, offered = getattr(self, attribute), choices(name, backend)
+            # (label, value) pairs throughout: ipywidgets reads a mixed list as values only.
+            dropdown.options = [("backend default", _DEFAULT), *((c, c) for c in offered)]
+            dropdown.value = chosen.get(name) if chosen.get(name) in offered else _DEFAULT
+            dropdown.disabled = spec is not None and name not in spec.options
+        self.seed.disabled = spec is not None and "seed" not in spec.options
+        self.prompt.disabled = spec is not None and "prompt" not in spec.options
+        # With "auto", typing a server is how one leaves the local engine.
+        self.base_url.disabled = self._chosen_backend() is not None and not (spec and spec.remote)
 
     def _source_changed(self) -> None:
         """Prepare the new source in the background, to preview exactly what will be sent."""
@@ -385,18 +335,22 @@ class VariationForm(widgets.VBox):
         if source is None:
             self.preview.value = _line("No image yet.")
             return
+        if self._error_shown:  # it was about the previous image or options
+            self._say("Choose the options, then click Generate.")
         self.preview.value = _line("Preparing…")
         coroutine = self._refresh_preview(self._source_token, source, self._client_settings())
         asyncio.run_coroutine_threadsafe(coroutine, background_loop())
 
-    async def _refresh_preview(self, token: int, source: Any, client: dict[str, Any]) -> None:
+    async def _refresh_preview(self, token: int, source: Any, settings: dict[str, Any]) -> None:
+        key = None
         try:
-            async with AsyncVariationClient(**client) as variations:
-                await self._prepare(variations, token, source)
+            key = key_from_env(settings["api_key_env"])
+            async with AsyncVariationClient(api_key=key, **settings["client"]) as client:
+                await self._prepare(client, token, source)
         except Exception as exc:  # nobody awaits a preview: every failure is shown here
             if token == self._source_token:
                 self.preview.value = _line("No preview.")
-                self._show_error(self._message(exc, client))
+                self._say(one_line(exc, key), error=True)
 
     async def _prepare(
         self, client: AsyncVariationClient, token: int, source: Any
@@ -406,27 +360,26 @@ class VariationForm(widgets.VBox):
         if cached is not None and cached[:2] == (token, client.backend):
             return cached[2]
         # The client's backend decides square or not and the byte limit.
-        prepared = await client.prepare(source, VariationRequest())
+        prepared = await client.prepare(source)
         if token == self._source_token:
             self._prepared = (token, client.backend, prepared)
             self.preview.value = ImageGrid(
                 original=prepared.image,
                 thumb_size=_PREVIEW_SIZE,
-                original_title=f"{prepared.name} · {prepared.image.width}x"
-                f"{prepared.image.height} PNG, {len(prepared.png) / 1024:.0f} KB",
+                original_title=f"{prepared.name} · {_as_uploaded(source, prepared)}",
             ).to_html()
         return prepared
 
     # --- running --------------------------------------------------------------------------
 
     def _client_settings(self) -> dict[str, Any]:
-        api_key_env = self.settings["api_key_env"]
-        return {
+        """The client's settings; the key is read from the environment only when used."""
+        client = {
             "backend": self._chosen_backend(),
-            "api_key": os.environ.get(api_key_env) if api_key_env else None,
             "base_url": self.base_url.value.strip() or None,
             "timeout": self.settings["timeout"],
         }
+        return {"client": client, "api_key_env": self.settings["api_key_env"]}
 
     def generate(self) -> concurrent.futures.Future[ImagesResponse]:
         """Start a run (what the Generate button does) and return its future.
@@ -435,18 +388,22 @@ class VariationForm(widgets.VBox):
         returns that run's future instead of starting another. The future fails with the
         run's error, which the form also shows; Cancel makes it cancelled.
         """
-        if self.running:
+        if self.running and self.future is not None:
             return self.future
+        options = {
+            name: getattr(self, attribute).value or None
+            for name, attribute, _ in _CHOICES
+            if not getattr(self, attribute).disabled
+        }
         snapshot = _Snapshot(
             source=self._current_source(),
             source_token=self._source_token,
             client=self._client_settings(),
             options={
+                **options,
                 "n": self.n.value,
-                "size": self.size.value or None,
-                "response_format": self.response_format.value,
                 "model": self.model.value.strip() or None,
-                **self._edits_options(),
+                "prompt": None if self.prompt.disabled else self.prompt.value.strip() or None,
             },
             seed_text="" if self.seed.disabled else self.seed.value,
         )
@@ -455,19 +412,9 @@ class VariationForm(widgets.VBox):
         self.clear_button.disabled = True
         self.progress.value = 0
         self.progress.description = "0 images"
-        self.status.value = _line("Starting…")
+        self._say("Starting…")
         self.future = self._start(snapshot)
         return self.future
-
-    def _edits_options(self) -> dict[str, Any]:
-        if self.prompt.disabled:
-            return {}
-        return {
-            "prompt": self.prompt.value.strip() or None,
-            "quality": self.quality.value,
-            "background": self.image_background.value,
-            "output_format": self.output_format.value,
-        }
 
     def cancel(self) -> None:
         """Stop the running run, if any; images that already arrived stay in its row."""
@@ -501,7 +448,7 @@ class VariationForm(widgets.VBox):
             self.cancel_button.disabled = True
             self.clear_button.disabled = False
             if task.cancelled():
-                self.status.value = _line("Cancelled.")
+                self._say("Cancelled.")
             if future.done():  # cancelled by its holder, which also cancelled the task
                 return
             if task.cancelled():
@@ -520,65 +467,54 @@ class VariationForm(widgets.VBox):
         return future
 
     async def _run(self, snapshot: _Snapshot) -> ImagesResponse:
-        row: _RunRow | None = None
+        live: LiveGrid | None = None
+        key = None
         try:
             if snapshot.source is None:
                 raise InvalidParameterError(
                     "no image chosen: upload one, or type a path or URL in the box."
                 )
-            async with AsyncVariationClient(**snapshot.client) as client:
+            key = key_from_env(snapshot.client["api_key_env"])
+            async with AsyncVariationClient(api_key=key, **snapshot.client["client"]) as client:
                 request = client.build_request(
                     **snapshot.options, seed=_parse_seed(snapshot.seed_text)
                 )
-                self.status.value = _line("Preparing the image…")
+                self._say("Preparing the image…")
                 prepared = await self._prepare(client, snapshot.source_token, snapshot.source)
                 self._runs += 1
-                row = _RunRow(
-                    self._runs,
-                    prepared,
+                row = widgets.HTML()
+                live = LiveGrid(
+                    f"Run {self._runs}",
+                    [prepared.name],
+                    [prepared],
                     request,
                     client.backend,
-                    self.settings["thumb_size"],
+                    thumb_size=self.settings["thumb_size"],
+                    on_change=lambda live: setattr(row, "value", _ROW.format(live.to_html())),
                 )
-                self.history.children = (row.widget, *self.history.children)
+                live.changed()
+                self.history.children = (row, *self.history.children)
                 self.progress.max = request.n
-                self.status.value = _line(f"Generating {request.n} with {client.backend}…")
+                self._say(f"Generating {request.n} with {client.backend}…")
 
                 def on_image(index: int, data: ImageData) -> None:
-                    row.add(index, data)
+                    live.add(0, index, data)
                     self.progress.value += 1
                     self.progress.description = f"{self.progress.value} of {request.n}"
 
-                response = await client.create_variation(
-                    prepared, **dataclasses.asdict(request), on_image=on_image
-                )
+                response = await client.generate(prepared, request, on_image=on_image)
         except asyncio.CancelledError:
-            if row is not None:
-                row.finish(None, "cancelled")
+            if live is not None:
+                live.finish([None], "cancelled")
             raise
         except Exception as exc:
-            if row is not None:
-                partial = exc.partial if isinstance(exc, APIError) else None
-                row.finish(partial, "failed")
-            self._show_error(self._message(exc, snapshot.client))
+            if live is not None:
+                live.finish([exc.partial if isinstance(exc, APIError) else None], "failed")
+            self._say(one_line(exc, key), error=True)
             raise
         else:
             self._results.append(response)
-            row.finish(response, "done")
+            live.finish([response], "done")
             count = len(response.data)
-            self.status.value = _line(f"Done: {count} image{'' if count == 1 else 's'}.")
+            self._say(f"Done: {count} image{'' if count == 1 else 's'}.")
             return response
-
-    def _show_error(self, message: str) -> None:
-        self.status.value = _line(message, error=True)
-
-    @staticmethod
-    def _message(exc: BaseException, client: dict[str, Any]) -> str:
-        """One line for the user: our errors speak for themselves; others get their type.
-
-        The key is masked in case some foreign library put it in its message.
-        """
-        text = str(exc) if isinstance(exc, IpyImagesError) else f"{type(exc).__name__}: {exc}"
-        text = " ".join(text.split())
-        key = client.get("api_key")
-        return text.replace(key, "***") if key else text

@@ -1,7 +1,8 @@
 """JSON-schema checks of the OpenAI image contracts, for tests.
 
-The variations contract and the response/error shapes come from the shared schema
-(``../shared/spec/images-variations.schema.json``, beside the repository). The edits
+The variations contract and the response/error shapes come from the repository's copy of
+the OpenAI schema, ``tests/schema/images-variations.schema.json`` (so the tests need nothing
+outside a clone; test_spec.py checks the copy against the team's ``../shared/spec``). The edits
 contract has no published schema there, so ``EDITS_REQUEST_SCHEMA`` states its
 documented fields. Every ``validate_*`` function raises ``jsonschema.ValidationError``
 on a mismatch and returns ``None`` otherwise.
@@ -24,9 +25,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SCHEMA_PATH = (
-    Path(__file__).resolve().parents[2] / "shared" / "spec" / "images-variations.schema.json"
-)
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "images-variations.schema.json"
 _ROOT_URI = "urn:openai-images"
 
 EDITS_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
@@ -56,12 +55,7 @@ EDITS_REQUEST_SCHEMA: dict[str, Any] = {
 
 @functools.cache
 def document() -> dict[str, Any]:
-    """The shared OpenAPI fragment (``{"components": {"schemas": ...}}``)."""
-    if not SCHEMA_PATH.is_file():
-        raise FileNotFoundError(
-            f"OpenAI images schema not found at {SCHEMA_PATH}; the tests expect the 'shared' "
-            "directory to sit beside the repository checkout (e.g. /x/main and /x/shared)."
-        )
+    """The OpenAPI fragment (``{"components": {"schemas": ...}}``)."""
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 

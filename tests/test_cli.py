@@ -7,9 +7,12 @@ line on stderr with exit status 2 (usage) or 1 (API).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import pty
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import spec
+from loopback import LoopbackServer
 from PIL import Image, ImageDraw
 
 TOKEN = "sk-class-token-5d1c0b2a9e"
@@ -168,23 +172,58 @@ def test_usage_errors_exit_2_with_one_line(
 # --- create-variation ----------------------------------------------------------------
 
 
-def test_create_variation_on_the_local_engine_prints_json_and_writes_files(
-    square_png: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    args = ("--image", str(square_png), "--n", "2", "--size", "256x256", "--seed", "5")
-    result = cli("create-variation", *args, "--output-dir", str(out))
+LOCAL_ARGS = ("--n", "2", "--size", "256x256", "--seed", "5")
+SAVED_NAMES = ["metadata.json", "original.png", "variation-01.png", "variation-02.png"]
+
+
+def test_create_variation_on_the_local_engine_prints_json(square_png: Path) -> None:
+    result = cli("create-variation", "--image", str(square_png), *LOCAL_ARGS)
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     spec.validate_images_response(body)
     assert len(body["data"]) == 2 and all("b64_json" in item for item in body["data"])
+
+
+def test_output_dir_prints_the_saved_paths_not_the_base64(square_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli(
+        "create-variation", "--image", str(square_png), *LOCAL_ARGS, "--output-dir", str(out)
+    )
+    assert result.returncode == 0, result.stderr
     run = out / "run-001"
-    assert f"wrote 2 images to {run}" in result.stderr
-    names = sorted(p.name for p in run.iterdir())
-    assert names == ["metadata.json", "original.png", "variation-01.png", "variation-02.png"]
+    assert result.stdout.splitlines() == [str(run / name) for name in SAVED_NAMES]
+    assert len(result.stdout) < 1_000  # the JSON would be 100s of KB
+    assert result.stderr.splitlines()[-1] == f"ipy-images: wrote 4 files to {run}"
+    assert sorted(p.name for p in run.iterdir()) == SAVED_NAMES
     assert Image.open(run / "variation-01.png").size == (256, 256)
     metadata = json.loads((run / "metadata.json").read_text())
     assert metadata["backend"] == "local" and metadata["params"]["seed"] == 5
+
+
+def test_print_json_with_output_dir_prints_the_full_json_and_saves(
+    square_png: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = (*LOCAL_ARGS, "--output-dir", str(out), "--print-json")
+    result = cli("create-variation", "--image", str(square_png), *args)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    spec.validate_images_response(body)
+    assert all(len(item["b64_json"]) > 1_000 for item in body["data"])
+    assert sorted(p.name for p in (out / "run-001").iterdir()) == SAVED_NAMES
+    assert f"wrote 4 files to {out / 'run-001'}" in result.stderr
+
+
+def test_an_output_dir_that_is_a_file_fails_before_any_image_is_made(
+    square_png: Path, tmp_path: Path
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    line = one_error_line(
+        cli("create-variation", "--image", str(square_png), "--output-dir", str(taken)), 1
+    )
+    assert line.startswith("ipy-images: error:") and str(taken) in line
+    assert taken.read_text() == "a file, not a folder"
 
 
 def test_create_variation_against_the_served_subprocess(served: Served, square_png: Path) -> None:
@@ -273,9 +312,21 @@ def test_serve_finishes_in_flight_requests_on_sigterm(square_png: Path) -> None:
 # --- demo ----------------------------------------------------------------------------
 
 
-def test_demo_writes_pngs_and_a_page(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One `ipy-images demo --n 1` run (stderr a pipe, not a terminal) and its folder."""
+    tmp_path = tmp_path_factory.mktemp("demo")
     result = cli("demo", "--n", "1", "--output-dir", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    return result, tmp_path
+
+
+def test_demo_writes_pngs_and_a_page_that_fits_the_window(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, tmp_path = demo_run
     page = tmp_path / "demo" / "index.html"
     assert f"open {Path('demo') / 'index.html'}" in result.stdout
     html = page.read_text()
@@ -285,3 +336,87 @@ def test_demo_writes_pngs_and_a_page(tmp_path: Path) -> None:
         assert name in html
         run = tmp_path / "demo" / name / "run-001"
         assert (run / "variation-01.png").is_file() and (run / "original.png").is_file()
+    # rows wrap instead of running off a 1,280 px window (docs/demo-page.png shows it)
+    assert "nowrap" not in html and "flex-wrap:wrap" in html
+    assert max(int(px) for px in re.findall(r"width:(\d+)px", html)) <= 260
+
+
+def test_demo_reports_each_image_when_stderr_is_not_a_terminal(
+    demo_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, _ = demo_run
+    first, *images = result.stderr.splitlines()
+    assert first == "ipy-images demo: making 2 images on this machine"
+    assert [line.split(" · ")[0] for line in images] == [
+        "ipy-images demo: 1/2 images",
+        "ipy-images demo: 2/2 images",
+    ]
+    assert re.search(r" · \d+ s elapsed · about \d+ s left \((coffee|astronaut) #1\)$", images[0])
+    assert re.search(r" · \d+ s elapsed · done \((coffee|astronaut) #1\)$", images[1])
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr  # no bar in a log
+
+
+def test_a_terminal_gets_a_bar_redrawn_in_place(square_png: Path) -> None:
+    image = (str(square_png), *LOCAL_ARGS)
+    primary, secondary = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # a full pty buffer would block the command
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ipy_images.cli", "create-variation", "--image", *image],
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            cwd=REPO,
+            env=clean_env(),
+            timeout=300,
+        )
+    finally:
+        os.close(secondary)
+        reader.join(timeout=10)
+        os.close(primary)
+    assert result.returncode == 0
+    spec.validate_images_response(json.loads(result.stdout))  # stdout stays pure JSON
+    screen = b"".join(chunks).decode()
+    assert screen.startswith("\ripy-images: [------------------------] 0/2 images")
+    assert "] 1/2 images · " in screen
+    assert "\ripy-images: [########################] 2/2 images · " in screen
+    assert screen.endswith(" · done\x1b[K\r\n")  # the pty turns the last \n into \r\n
+
+
+# --- mirroring `openai images create-variation` -----------------------------------------
+
+
+def test_with_a_server_the_defaults_are_the_official_ones(
+    square_png: Path, loopback: LoopbackServer
+) -> None:
+    result = cli("create-variation", "--image", str(square_png), "--base-url", loopback.base_url)
+    assert result.returncode == 0, result.stderr
+    (request,) = loopback.requests
+    assert request.fields["size"] == "1024x1024" and request.fields["response_format"] == "url"
+    assert request.fields["n"] == "1"
+    body = json.loads(result.stdout)
+    spec.validate_images_response(body)
+    assert [set(item) for item in body["data"]] == [{"url"}]
+
+
+def test_an_unknown_flag_points_at_the_commands_help(square_png: Path) -> None:
+    line = one_error_line(cli("create-variation", "--image", str(square_png), "--bogus"), 2)
+    assert "unrecognized arguments: --bogus" in line
+    assert "see 'ipy-images create-variation --help'" in line
+
+
+def test_help_documents_the_local_defaults_and_our_extensions() -> None:
+    result = cli("create-variation", "--help")
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0
+    assert "--size 1024x1024, --response-format url" in text  # with a server
+    assert "local backend (this machine, no key) returns images inline (256x256, b64_json)" in text
+    assert "--n above 10 (fanned out into concurrent requests)" in text
+    assert "local: 256x256 (default), 512x512, 1024x1024" in text

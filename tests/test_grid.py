@@ -185,7 +185,7 @@ def test_response_displays_as_its_grid_with_caption() -> None:
 
 def test_caption_leaves_out_what_is_missing() -> None:
     bare = ImagesResponse(created=1_767_225_600, data=[ImageData(content=png_bytes(photo(1)))])
-    grid = ImageGrid.from_response(bare)
+    grid = bare.to_grid()
     assert grid.caption == "created 2026-01-01 00:00 UTC"
     assert grid.original is None and repr(grid) == "ImageGrid(1 image, 320x320)"
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import FAKE_API_KEY
 from IPython.core.error import UsageError
+from IPython.core.getipython import get_ipython
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import CapturedIO, capture_output
@@ -53,7 +54,8 @@ def photo(size: int = 96) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def ip() -> Iterator[InteractiveShell]:
-    shell = start_ipython()
+    # The test shell is one per process: the first call makes it, later ones return None.
+    shell = start_ipython() or get_ipython()
     assert shell is not None
     shell.run_line_magic("load_ext", "ipy_images")
     yield shell
@@ -155,8 +157,8 @@ def test_local_backend_blocking_shows_progress_then_a_fresh_final_grid(
     assert all(o.transient["display_id"] == display_id for o in progress)
     assert progress[0].data == progress[-1].data == {"text/plain": ""}
     statuses = [o.data["text/plain"] for o in progress[1:-1]]
-    assert statuses[0] == "Generating 2 variations of photo.png… 0/2"
-    assert statuses[-1] == "Generating 2 variations of photo.png… 2/2"
+    assert statuses[0] == "photo.png · 0 of 2 images · generating…"
+    assert statuses[-1] == "photo.png · 2 of 2 images · generating…"
 
 
 def test_several_sources_are_requested_concurrently_one_row_each(
@@ -173,7 +175,7 @@ def test_several_sources_are_requested_concurrently_one_row_each(
     final = final_output(captured)
     assert final["text/plain"].startswith("ComparisonGrid(3 sources x 2 variations")
     assert final["text/html"].count("<img") == 9
-    assert "Generating 2 variations each of photo.png, img, arr[::2, ::2]… 6/6" in [
+    assert "photo.png, img, arr[::2, ::2] · 6 of 6 images · generating…" in [
         o.data["text/plain"] for o in captured.outputs
     ]
 
@@ -334,9 +336,11 @@ def test_background_returns_at_once_and_fills_in(ip: InteractiveShell) -> None:
     assert len(ip.user_ns["out"].data) == 2
     first, *updates = captured.outputs
     display_id = first.transient["display_id"]
-    assert first.data["text/plain"] == "Generating 2 variations of photo.png… 0/2"
+    assert first.data["text/plain"] == "photo.png · 0 of 2 images · generating…"
     assert all(o.update and o.transient["display_id"] == display_id for o in updates)
-    assert [o.data["text/plain"][-3:] for o in updates[:-1]] == ["1/2", "2/2"]
+    assert [o.data["text/plain"] for o in updates[:-1]] == [
+        f"photo.png · {done} of 2 images · generating…" for done in (1, 2)
+    ]
     assert updates[-1].data["text/html"].count("<img") == 3
 
 
@@ -383,3 +387,35 @@ def wait_for(condition: Any, deadline: float = 60) -> None:
     while not condition():
         assert time.monotonic() < end, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_usage_line_names_the_cell_magic_and_var_stores_the_result(ip: InteractiveShell) -> None:
+    doc = ip.find_cell_magic("variation").__doc__
+    assert "%%variation [-n N]" in doc and "  %variation [" not in doc
+    assert "--var NAME" in doc and "deprecated spelling of --var" in doc
+
+    captured = run(ip, "--backend local -n 1 --size 256x256 --seed 3 --var out")
+    assert len(ip.user_ns["out"].data) == 1 and captured.stderr == ""
+    del ip.user_ns["out"]
+    with pytest.warns(DeprecationWarning, match="-o is deprecated; use --var NAME"):
+        run(ip, "--backend local -n 1 --size 256x256 --seed 3 -o out")
+    assert len(ip.user_ns["out"].data) == 1  # the old spelling still works
+    assert "--var needs a Python variable name" in usage_error(ip, "--backend local --var 2x")
+
+
+def test_settings_are_checked_when_configured(ip: InteractiveShell) -> None:
+    from traitlets import TraitError
+
+    magics = magics_of(ip)
+    for name, value in (("backend", "cloud"), ("size", "300x300"), ("response_format", "png")):
+        with pytest.raises(TraitError, match=f"VariationMagics.{name} must be one of"):
+            setattr(magics, name, value)
+    with pytest.raises(TraitError):
+        magics.n = 0
+    magics.size = "512x512"  # a size some backend takes
+    assert magics.size == "512x512"
+
+
+def test_unset_key_variable_is_refused_for_every_backend(ip: InteractiveShell) -> None:
+    message = usage_error(ip, "--backend local --api-key-env NO_SUCH_VARIABLE")
+    assert "NO_SUCH_VARIABLE" in message and "not set" in message

@@ -154,7 +154,7 @@ def test_background_leaves_the_kernel_free(kernel: Kernel) -> None:
         )
     assert waited == "2\n"
     [status] = started.outputs
-    assert status["data"]["text/plain"] == "Generating 2 variations of photo.png… 0/2"
+    assert status["data"]["text/plain"] == "photo.png · 0 of 2 images · generating…"
 
 
 def test_local_background_run_leaves_the_kernel_free(kernel: Kernel) -> None:

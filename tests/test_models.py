@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import spec
 from loopback import png_bytes
@@ -179,6 +181,56 @@ def test_url_result_without_content_says_so() -> None:
     assert item.to_dict() == {"url": "https://example.org/x.png"}
 
 
+REPR_LIMIT = 200  # characters: one line in a shell, whatever the number of images
+
+
+def noise_b64(side: int = 256) -> str:
+    """A PNG as large as a real result's (noise barely compresses), base64-encoded."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize("count", [1, 8])
+def test_repr_is_short_and_never_holds_the_base64(count: int) -> None:
+    picture = noise_b64()
+    assert len(picture) > 100_000
+    request = VariationRequest(n=count, size="256x256", seed=7)
+    body = {"created": 1_767_225_600, "data": [{"b64_json": picture}] * count}
+    response = ImagesResponse.from_dict(body, backend="local", request=request)
+
+    images = "1 image" if count == 1 else f"{count} images"
+    expected = f"ImagesResponse({images}, backend local, size 256x256, seed 7, created "
+    assert repr(response) == expected + "2026-01-01 00:00 UTC)"
+    assert str(response) == repr(response)
+    assert repr(response.data[0]) == f"ImageData(b64_json=<{len(picture):,} chars>)"
+    for text in (repr(response), repr([response] * 3), repr(response.data)):
+        assert picture[:40] not in text
+    assert len(repr(response)) <= REPR_LIMIT
+    assert len(repr(response.data)) <= count * REPR_LIMIT // 4
+
+
+def test_repr_of_a_gpt_image_response_clips_long_strings() -> None:
+    request = VariationRequest(model="gpt-image-2-" + "x" * 500, prompt="p" * 10_000)
+    long_url = "https://example.org/" + "u" * 2_000
+    response = ImagesResponse.from_dict(
+        {**GPT_IMAGE_BODY, "data": [{"url": long_url, "revised_prompt": "r" * 5_000}]},
+        backend="edits",
+        request=request,
+    )
+
+    text = repr(response)
+    assert text.startswith("ImagesResponse(1 image, backend edits, model gpt-image-2-xxx")
+    assert "size 1024x1024" in text and "tokens 322 (in 50, out 272)" in text
+    assert len(text) <= REPR_LIMIT
+    item = repr(response.data[0])
+    assert item.startswith("ImageData(url='https://example.org/uuu") and "revised_prompt=" in item
+    assert len(item) <= REPR_LIMIT
+
+
 def test_merge_keeps_order_and_sums_usage() -> None:
     first = ImagesResponse.from_dict(GPT_IMAGE_BODY)
     second = ImagesResponse.from_dict({**GPT_IMAGE_BODY, "created": 1_713_833_000})
@@ -194,7 +246,7 @@ def test_merge_keeps_order_and_sums_usage() -> None:
 
 def saved_response(source: Any = None) -> ImagesResponse:
     prepared = prepare_image(png_bytes((64, 48), RED) if source is None else source)
-    request = VariationRequest(n=2, size="256x256", user="teacher-7")
+    request = VariationRequest(n=2, size="256x256", response_format="b64_json", user="teacher-7")
     return ImagesResponse.from_dict(
         LEGACY_BODY, backend="variations", request=request, source=prepared
     )

@@ -136,7 +136,7 @@ def test_key_echoed_by_the_server_is_redacted(
         run(loopback, FAKE_API_KEY)
     assert_hidden(FAKE_API_KEY, *error_texts(info.value), logs=logs)
     if isinstance(info.value, BadRequestError):
-        assert str(info.value) == "400 invalid_request_error: Key sk-*** may not use this."
+        assert str(info.value) == "400 invalid_request_error: Key *** may not use this."
 
 
 def test_connection_failures_do_not_show_the_key(logs: pytest.LogCaptureFixture) -> None:

@@ -259,6 +259,15 @@ BAD_REQUESTS = {
 }
 
 
+@pytest.mark.parametrize("n", [" 2 ", "1_0", "\u0663", "+2", "2.0"])
+def test_n_takes_ascii_digits_only(base_url: str, n: str) -> None:
+    """int() reads ' 2 ', '1_0' (ten) and Arabic-Indic digits; the contract does not."""
+    answer = post(base_url, files={"image": ("a.png", png())}, data={"n": n, "size": "256x256"})
+    error = error_of(answer, 400)
+    assert (error["param"], error["code"]) == ("n", "invalid_type")
+    assert f"got '{n}'" in error["message"]
+
+
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=list(BAD_REQUESTS))
 def test_bad_requests_are_refused_with_400_naming_the_parameter(base_url: str, case: str) -> None:
     files, data, param, message = BAD_REQUESTS[case]
@@ -272,13 +281,7 @@ def test_bad_requests_are_refused_with_400_naming_the_parameter(base_url: str, c
 
 def test_an_image_of_4_mb_or_more_is_refused(base_url: str) -> None:
     large = noise_png(4 * MB)
-    error = error_of(post(base_url, files={"image": ("big.png", large)}), 400)
-    assert error == {
-        "message": "Uploaded image must be a PNG and less than 4 MB.",
-        "type": "invalid_request_error",
-        "param": "image",
-        "code": None,
-    }
+    assert error_of(post(base_url, files={"image": ("big.png", large)}), 400) == TOO_LARGE
 
 
 def test_an_image_given_as_text_is_refused(base_url: str) -> None:
@@ -286,18 +289,31 @@ def test_an_image_given_as_text_is_refused(base_url: str) -> None:
     assert (error["param"], error["code"]) == ("image", "invalid_type")
 
 
-def test_a_body_over_the_cap_gets_413_with_or_without_content_length(base_url: str) -> None:
-    body = b"x" * (5 * MB + 1)
-    headers = {"content-type": "multipart/form-data; boundary=b"}
-    declared = post(base_url, content=body, headers=headers)
-    assert error_of(declared, 413)["code"] == "request_too_large"
+TOO_LARGE = {
+    "message": "Uploaded image must be a PNG and less than 4 MB.",
+    "type": "invalid_request_error",
+    "param": "image",
+    "code": None,
+}
+
+
+def test_every_too_large_image_gets_the_same_400_even_over_the_body_cap(base_url: str) -> None:
+    """4-5 MB and above the 5 MB body cap, with or without Content-Length: one answer."""
+    over_the_cap = noise_png(6 * MB)
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client(base_url).images.create_variation(image=("big.png", over_the_cap), n=1)
+    assert caught.value.body == TOO_LARGE
 
     def chunks() -> Iterator[bytes]:  # a generator body goes out chunked, with no length
-        for _ in range(6):
-            yield b"x" * MB
+        head = b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+        yield head + over_the_cap[:MB]
+        for start in range(MB, len(over_the_cap), MB):
+            yield over_the_cap[start : start + MB]
 
-    chunked = post(base_url, content=chunks(), headers=headers)
-    assert error_of(chunked, 413)["code"] == "request_too_large"
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    assert error_of(post(base_url, content=chunks(), headers=headers), 400) == TOO_LARGE
+    garbage = post(base_url, content=b"x" * (5 * MB + 1), headers=headers)
+    assert error_of(garbage, 400) == TOO_LARGE
 
 
 GARBAGE = {
@@ -379,6 +395,40 @@ def test_a_saturated_server_answers_429_with_retry_after() -> None:
         error = error_of(answer, 429)
         assert error["type"] == error["code"] == "rate_limit_exceeded"
         assert int(answer.headers["retry-after"]) >= 1
+
+
+def test_retry_after_gives_the_queue_ahead_time_to_drain() -> None:
+    """One worker, four waiting: a refused client must not come back before all five ran.
+
+    With one generation's time the refused would come back to a queue still full, and the
+    official SDK's two retries run out (issue 14: 6 of 20 clients failed).
+    """
+    with running(max_concurrent=1, max_queue=4) as root:
+
+        async def scenario() -> tuple[float, httpx.Response]:
+            async with httpx.AsyncClient(base_url=f"{root}/v1", timeout=300) as http:
+                form = {"n": "1", "size": "256x256", "response_format": "b64_json"}
+                files = {"image": ("a.png", png())}
+                started = time.perf_counter()  # the reference: one generation, alone
+                assert (await http.post("/images/variations", files=files, data=form)).is_success
+                one = time.perf_counter() - started
+                queue = [
+                    asyncio.ensure_future(http.post("/images/variations", files=files, data=form))
+                    for _ in range(5)
+                ]
+                while (await http.get(f"{root}/health")).json()["in_flight"] < 5:
+                    await asyncio.sleep(0.02)
+                refused = await http.post("/images/variations", files=files, data=form)
+                for request in queue:
+                    request.cancel()  # hung up: the server drops them without generating
+                await asyncio.gather(*queue, return_exceptions=True)
+                return one, refused
+
+        one, refused = asyncio.run(scenario())
+    error_of(refused, 429)
+    wait = int(refused.headers["retry-after"])
+    # Five generations ahead, one at a time; 60 s is the most the SDK waits as told.
+    assert min(60, 0.8 * 5 * one) <= wait <= 60, f"Retry-After {wait} s, one generation {one:.1f} s"
 
 
 def test_a_client_that_hangs_up_frees_its_generation() -> None:

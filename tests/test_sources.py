@@ -23,7 +23,7 @@ from loopback import png_bytes
 from PIL import Image, ImageFile
 
 from ipy_images import InvalidImageError, InvalidParameterError, load_image, prepare_image
-from ipy_images import sources as sources_module
+from ipy_images import _download as download_module
 from ipy_images.sources import PreparedImage
 
 RED = (200, 80, 40)
@@ -298,7 +298,7 @@ def test_url_with_html_content(files: FileServer) -> None:
 def test_url_larger_than_the_cap(
     files: FileServer, monkeypatch: pytest.MonkeyPatch, declare_length: bool
 ) -> None:
-    monkeypatch.setattr(sources_module, "MAX_DOWNLOAD_BYTES", 10_000)
+    monkeypatch.setattr(download_module, "MAX_DOWNLOAD_BYTES", 10_000)
     body = encoded(noise((64, 64)))
     assert len(body) > 10_000
     url = files.add("/big.png", body, declare_length=declare_length)

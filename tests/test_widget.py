@@ -107,8 +107,8 @@ def test_local_run_fills_the_grid_and_progress(form: VariationForm, image_path: 
     assert form.progress.value == 2 and form.progress.max == 2
     assert not form.generate_button.disabled and form.cancel_button.disabled
     assert not is_error(form) and "Done: 2 images" in status_text(form)
-    # the preview shows the prepared (square-cropped) source
-    assert "sample.png · 200x200 PNG" in form.preview.value
+    # the preview describes the file as given (the prepared square is what the grid shows)
+    assert "sample.png · 240x200 PNG, 2 KB" in form.preview.value
 
 
 def test_loopback_runs_add_rows_to_the_history(
@@ -326,7 +326,7 @@ def test_settings_default_to_the_magic_configuration(
     from IPython.core.interactiveshell import InteractiveShell
 
     plain = VariationForm()
-    assert plain.n.value == 4 and plain.backend.value == "auto" and plain.size.value == ""
+    assert plain.n.value == 1 and plain.backend.value == "auto" and plain.size.value == ""
 
     shell = InteractiveShell.instance()
     try:
@@ -355,3 +355,63 @@ def test_backend_choice_sets_the_size_options() -> None:
     assert sizes() == ["", "256x256", "512x512", "1024x1024"] and not form.seed.disabled
     assert form.size.value == ""  # 1536x1024 is not a local size: back to the default
     assert form.base_url.disabled
+
+
+def chelsea_upload() -> tuple[dict[str, object], ...]:
+    content = (Path(__file__).parent.parent / "notebooks" / "data" / "chelsea.jpg").read_bytes()
+    item = {"name": "chelsea.jpg", "type": "image/jpeg", "size": len(content)}
+    return ({**item, "content": memoryview(content), "last_modified": datetime.now(timezone.utc)},)
+
+
+def test_a_valid_upload_clears_an_old_error_and_is_described_as_uploaded(
+    form: VariationForm,
+) -> None:
+    size = MAX_UPLOAD_BYTES + 1
+    huge = {"name": "poster.png", "type": "image/png", "size": size}
+    when = datetime.now(timezone.utc)
+    form.upload.value = ({**huge, "content": memoryview(bytes(size)), "last_modified": when},)
+    assert is_error(form) and "poster.png" in form.status_text
+
+    form.upload.value = chelsea_upload()
+    assert not is_error(form) and "poster.png" not in form.status_text
+    assert "<" not in form.status_text  # plain text, unlike the status widget's HTML
+    wait_until(lambda: "chelsea.jpg ·" in form.preview.value)
+    size_kb = round(len(chelsea_upload()[0]["content"]) / 1024)  # type: ignore[arg-type]
+    assert f"chelsea.jpg · 451x300 JPEG, {size_kb} KB" in form.preview.value
+
+
+def test_dropdowns_follow_the_backend_a_run_would_use(
+    form: VariationForm, loopback: LoopbackServer
+) -> None:
+    def offered(dropdown: widgets.Dropdown) -> list[str]:
+        return [value for _, value in dropdown.options]
+
+    # "auto" without key or server is the local engine: its sizes, and nothing blank.
+    assert form.backend.value == "auto"
+    assert offered(form.size) == ["", "256x256", "512x512", "1024x1024"]
+    for dropdown in (form.quality, form.image_background, form.output_format):
+        assert dropdown.index == 0 and dropdown.value == "" and dropdown.disabled
+    assert offered(form.response_format) == ["", "b64_json"]
+
+    form.base_url.value = loopback.base_url  # "auto" with a server is the variations contract
+    assert offered(form.response_format) == ["", "url", "b64_json"]
+    assert form.seed.disabled and not form.base_url.disabled
+
+    form.backend.value = "edits"
+    assert offered(form.size) == ["", "1024x1024", "1536x1024", "1024x1536", "auto"]
+    assert not form.quality.disabled and form.quality.index == 0
+    form.size.value = "1536x1024"
+    form.backend.value = "local"  # a size the new backend refuses is not kept
+    assert form.size.value == "" and "1536x1024" not in offered(form.size)
+
+
+def test_an_unset_key_variable_is_refused_not_replaced(
+    form: VariationForm, image_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-" + "the-default-key-0000")
+    named = VariationForm(api_key_env="NO_SUCH_VARIABLE", backend="edits")
+    named.source_text.value = str(image_path)
+    named.generate_button.click()
+    with pytest.raises(ii.InvalidParameterError, match="NO_SUCH_VARIABLE"):
+        named.future.result(timeout=RUN_TIMEOUT)
+    assert "not set" in named.status_text

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
+
+from .._options import BACKENDS
 
 if TYPE_CHECKING:
     from ._base import Backend
 
-BACKENDS = ("local", "variations", "edits")
-
 
 def backend_class(name: str) -> type[Backend]:
-    """The backend class called `name` (one of BACKENDS), imported on first use."""
-    if name == "local":
-        from .local import LocalBackend
-
-        return LocalBackend
-    if name == "variations":
-        from .http_variations import VariationsBackend
-
-        return VariationsBackend
-    from .http_edits import EditsBackend
-
-    return EditsBackend
+    """The backend class called `name` (a key of BACKENDS), imported on first use."""
+    module, _, attribute = BACKENDS[name].load.partition(":")
+    cls: type[Backend] = getattr(importlib.import_module(module, __name__), attribute)
+    return cls

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ..models import ImageData, ImagesResponse, VariationRequest
+from .._options import BACKENDS
+from ..models import ImageData, ImagesResponse, VariationRequest, check_choice, refuse_unsupported
 from ..sources import PreparedImage, prepare_image
 
 Emit = Callable[[int, ImageData], None]
@@ -19,17 +21,32 @@ class Backend(abc.ABC):
     once per batch of at most `max_batch` images, concurrently.
     """
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # its key in the table of what each backend accepts
     max_batch: ClassVar[int] = 10
-    default_size: ClassVar[str]
     needs_square: ClassVar[bool] = True
     max_upload_bytes: ClassVar[int] = 4 * 1024 * 1024
 
-    @abc.abstractmethod
     def validate(self, request: VariationRequest) -> None:
         """Raise InvalidParameterError for any option this backend cannot honour."""
+        request.check_common()
+        self.refuse_unsupported(request)
+        self.check_choices(request)
 
-    def prepare(self, source: Any, request: VariationRequest) -> PreparedImage:
+    def refuse_unsupported(self, request: VariationRequest) -> None:
+        """Refuse the options this backend's table entry does not list."""
+        taken = BACKENDS[self.name].options
+        fields = [f.name for f in dataclasses.fields(request) if f.name not in taken]
+        refuse_unsupported(request, fields, backend=self.name)
+
+    def check_choices(self, request: VariationRequest, *, by: str | None = None) -> None:
+        """Refuse values outside the choices of this backend's table entry."""
+        spec = BACKENDS[self.name]
+        for option in spec.options:
+            value, choices = getattr(request, option), spec.choices(option)
+            if value is not None and choices:
+                check_choice(option, value, choices, backend=by or self.name)
+
+    def prepare(self, source: Any, fit: str) -> PreparedImage:
         """Load and prepare the source for this backend (runs in a worker thread)."""
         if isinstance(source, PreparedImage) and (
             not self.needs_square or source.image.width == source.image.height
@@ -39,7 +56,7 @@ class Backend(abc.ABC):
             source = source.image
         return prepare_image(
             source,
-            fit=request.fit,
+            fit=fit,
             square=self.needs_square,
             max_bytes=self.max_upload_bytes,
             max_side=1024 if self.needs_square else 2048,

@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from .._options import BACKENDS
 from ..errors import InvalidImageError, InvalidParameterError
-from ..models import VariationRequest, check_choice, refuse_unsupported
+from ..models import VariationRequest
 from ..sources import PreparedImage
 from ._http import HTTPBackend
 
-DEFAULT_MODEL = "gpt-image-2"
+DEFAULT_MODEL = BACKENDS["edits"].default("model")
 DEFAULT_PROMPT = (
     "Create a variation of this image: keep the same subject, composition style, colour "
     "palette and medium, but change the arrangement and details, as if it were another "
@@ -26,18 +27,9 @@ DEFAULT_PROMPT = (
 MAX_PROMPT_CHARS = 32_000
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
-SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
-QUALITIES = ("low", "medium", "high", "auto")
-BACKGROUNDS = ("transparent", "opaque", "auto")
-OUTPUT_FORMATS = ("png", "webp", "jpeg")
-INPUT_FIDELITIES = ("low", "high")
-_GPT_IMAGE_CHOICES = {
-    "size": SIZES,
-    "quality": QUALITIES,
-    "background": BACKGROUNDS,
-    "output_format": OUTPUT_FORMATS,
-    "input_fidelity": INPUT_FIDELITIES,
-}
+# The largest picture a GPT image model returns, either way round.
+_PIXEL_SIZES = [s.split("x") for s in BACKENDS["edits"].choices("size") or () if "x" in s]
+LARGEST_SIZE = max(((int(w), int(h)) for w, h in _PIXEL_SIZES), key=lambda wh: wh[0] * wh[1])
 _GPT_IMAGE_PREFIXES = ("gpt-image", "chatgpt-image")
 _NO_FIDELITY_PREFIX = "gpt-image-1-mini"  # documented as not taking input_fidelity
 _SIZE_PATTERN = re.compile(r"[1-9][0-9]*x[1-9][0-9]*")
@@ -49,7 +41,6 @@ _OPTIONAL_FIELDS = (
     "input_fidelity",
     "user",
 )
-_NOT_IN_CONTRACT = ("seed", "diversity")
 
 
 class EditsBackend(HTTPBackend):
@@ -57,7 +48,6 @@ class EditsBackend(HTTPBackend):
 
     name: ClassVar[str] = "edits"
     endpoint = "images/edits"
-    default_size: ClassVar[str] = "auto"  # the model matches the input's aspect ratio
     needs_square: ClassVar[bool] = False
     max_upload_bytes: ClassVar[int] = MAX_UPLOAD_BYTES
 
@@ -81,16 +71,17 @@ class EditsBackend(HTTPBackend):
             raise InvalidParameterError(
                 f"response_format={request.response_format!r}: GPT image models return images "
                 "inline (b64_json) only; use 'b64_json' (the default). The images stay in "
-                "the response, and response.save(directory) writes them to disk."
+                "the response, and response.save(directory) writes them to disk.",
+                param="response_format",
             )
-        refuse_unsupported(request, _NOT_IN_CONTRACT, backend=self.name)
+        self.refuse_unsupported(request)
+        _check_basic(request)
         if request.model.startswith(_GPT_IMAGE_PREFIXES):
+            self.check_choices(request, by=f"{request.model} model on the edits")
             _check_gpt_image(request)
-        else:
-            _check_basic(request)
 
-    def prepare(self, source: Any, request: VariationRequest) -> PreparedImage:
-        image = super().prepare(source, request)
+    def prepare(self, source: Any, fit: str) -> PreparedImage:
+        image = super().prepare(source, fit)
         # A PreparedImage given as the source is passed through unshrunk, so check it here.
         if len(image.png) > self.max_upload_bytes:
             raise InvalidImageError(
@@ -99,6 +90,11 @@ class EditsBackend(HTTPBackend):
                 "(not a PreparedImage) so it is downscaled to fit."
             )
         return image
+
+    def auto_size_limit(self, request: VariationRequest) -> tuple[int, int]:
+        if str(request.model).startswith(_GPT_IMAGE_PREFIXES):
+            return LARGEST_SIZE
+        return super().auto_size_limit(request)
 
     def form_fields(self, request: VariationRequest, n: int) -> dict[str, str]:
         # response_format is never sent: GPT image models refuse it for anything but b64_json.
@@ -140,18 +136,13 @@ def _check_basic(request: VariationRequest) -> None:
 
 
 def _check_gpt_image(request: VariationRequest) -> None:
-    """The documented options of the GPT image models, and how they combine."""
-    _check_basic(request)
+    """How the documented options of the GPT image models combine."""
     model = str(request.model)
     if len(str(request.prompt)) > MAX_PROMPT_CHARS:
         raise InvalidParameterError(
             f"the prompt is {len(str(request.prompt)):,} characters; {model} takes at most "
             f"{MAX_PROMPT_CHARS:,}."
         )
-    for name, choices in _GPT_IMAGE_CHOICES.items():
-        value = getattr(request, name)
-        if value is not None:
-            check_choice(name, value, choices, backend=f"{model} model on the edits")
     output_format = request.output_format or "png"
     if request.output_compression is not None and output_format == "png":
         raise InvalidParameterError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import threading
@@ -17,22 +18,13 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
+from .._options import BACKENDS
 from ..errors import InvalidParameterError
-from ..models import ImageData, ImagesResponse, VariationRequest, check_choice, refuse_unsupported
+from ..models import ImageData, ImagesResponse, VariationRequest
 from ..sources import PreparedImage
 from ._base import Backend, Emit
 
-SIZES = ("256x256", "512x512", "1024x1024")
-MODELS = ("gpnn", "dall-e-2")  # dall-e-2 is accepted so legacy clients work unchanged
-_NOT_LOCAL = (
-    "prompt",
-    "quality",
-    "background",
-    "output_format",
-    "output_compression",
-    "input_fidelity",
-)
-
+_DIVERSITY = BACKENDS["local"].default("diversity")
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -49,29 +41,26 @@ def _workers() -> ThreadPoolExecutor:
 class LocalBackend(Backend):
     """Variations from the embedded GPNN engine; returns `b64_json` PNGs."""
 
-    name: ClassVar[str] = "local"
-    default_size: ClassVar[str] = "256x256"
+    name: ClassVar[str] = "local"  # takes model "dall-e-2" too, so legacy clients work unchanged
 
     def __init__(self, **_: object) -> None:
         """Takes (and ignores) the HTTP options, so every backend is built alike."""
 
     def validate(self, request: VariationRequest) -> None:
-        request.check_common()
-        check_choice("size", request.size, SIZES, backend=self.name)
         if request.response_format != "b64_json":
             raise InvalidParameterError(
                 f"response_format={request.response_format!r}: the local backend returns "
                 "images inline, so use 'b64_json'; URLs come from a server "
-                "(ipy-images serve, then backend='variations')."
+                "(ipy-images serve, then backend='variations').",
+                param="response_format",
             )
-        if request.model is not None:
-            check_choice("model", request.model, MODELS, backend=self.name)
+        super().validate(request)
         if request.diversity is not None and not request.diversity > 0:
             raise InvalidParameterError(
-                f"diversity must be a positive number (1.0 is the default), "
-                f"not {request.diversity!r}."
+                f"diversity must be a positive number ({_DIVERSITY} is the default), "
+                f"not {request.diversity!r}.",
+                param="diversity",
             )
-        refuse_unsupported(request, _NOT_LOCAL, backend=self.name)
 
     async def create(
         self,
@@ -96,7 +85,7 @@ class LocalBackend(Backend):
                 size=side,
                 seed=seed,
                 index=index,
-                diversity=request.diversity or 1.0,
+                diversity=_DIVERSITY if request.diversity is None else request.diversity,
                 cancel=cancel,
             )
             buffer = io.BytesIO()
@@ -106,11 +95,7 @@ class LocalBackend(Backend):
 
         jobs = [_workers().submit(one, first_index + i) for i in range(n)]
         for job_index, job in enumerate(jobs):
-            job.add_done_callback(
-                lambda done, i=first_index + job_index: loop.call_soon_threadsafe(
-                    _emit_if_done, emit, i, done
-                )
-            )
+            job.add_done_callback(functools.partial(_report, loop, emit, first_index + job_index))
         try:
             data = await asyncio.gather(*(asyncio.wrap_future(job) for job in jobs))
         except BaseException:
@@ -127,6 +112,13 @@ class LocalBackend(Backend):
             request=request,
             source=image,
         )
+
+
+def _report(
+    loop: asyncio.AbstractEventLoop, emit: Emit, index: int, job: futures.Future[ImageData]
+) -> None:
+    """Emit a finished job's image on the event loop's thread."""
+    loop.call_soon_threadsafe(_emit_if_done, emit, index, job)
 
 
 def _emit_if_done(emit: Emit, index: int, job: futures.Future[ImageData]) -> None:

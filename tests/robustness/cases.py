@@ -9,8 +9,10 @@ every outcome as a table.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import json
 import os
 import re
 import struct
@@ -115,6 +117,7 @@ class AssetServer:
     """Serves the URL sources of the corpus on 127.0.0.1 (not the images API)."""
 
     HUGE = 60 * 1024 * 1024  # declared, never sent: over the 50 MB download cap
+    TRICKLE_EVERY = 0.25  # seconds between the bytes of /trickle.png
 
     def __init__(self) -> None:
         image = encoded(photo((48, 48)), "PNG")
@@ -123,12 +126,24 @@ class AssetServer:
             "/page.html": (200, "text/html", b"<html><body>not a picture</body></html>", {}),
             "/loop": (302, "text/plain", b"", {"Location": "/loop"}),
         }
+        self.closing = closing = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
 
             def do_GET(self) -> None:
+                if self.path == "/trickle.png":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.send_header("Content-Length", "10000")
+                    self.end_headers()
+                    # A byte at a time, never tripping a read timeout, until the server closes.
+                    with contextlib.suppress(OSError):
+                        while not closing.wait(AssetServer.TRICKLE_EVERY):
+                            self.wfile.write(b"\x89")
+                            self.wfile.flush()
+                    return
                 if self.path == "/huge.png":
                     self.send_response(200)
                     self.send_header("Content-Type", "image/png")
@@ -156,6 +171,7 @@ class AssetServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -377,6 +393,12 @@ INPUT_CASES: tuple[InputCase, ...] = (
     InputCase("URL of an HTML page", _url("/page.html"), _err(IMG, "not an image")),
     InputCase("URL over the size cap", _url("/huge.png"), _err(IMG, "larger than 50 MB")),
     InputCase("URL redirecting forever", _url("/loop"), _err(IMG, "redirects too many times")),
+    InputCase(
+        "URL trickling a byte at a time",
+        _url("/trickle.png"),
+        _err(IMG, "did not finish downloading within 3 s"),
+        {"timeout": 3},
+    ),
     InputCase(
         "file: URL", _value(lambda: "file:///etc/hostname"), _err(IMG, "'file:' URLs are not")
     ),
@@ -758,6 +780,9 @@ class FaultCase:
 
 
 _QUICK = {"retry_after_ms": 10}
+_DEEP = "[" * 20_000 + "]" * 20_000
+_BOMB_B64 = base64.b64encode(png_header_claiming(9400, 9400)).decode()
+_CLAIMING_9400 = json.dumps({"created": 1, "data": [{"b64_json": _BOMB_B64}] * 2})
 _SHORT = {"timeout": 0.5, "max_retries": 1}
 # name, faults, expected, options, backends (url results exist on variations only)
 _FAULT_ROWS: tuple[
@@ -887,6 +912,34 @@ _FAULT_ROWS: tuple[
         FaultExpect(3, ii.APITimeoutError, partial=(2,)),
         {"n": 12, "max_concurrency": 1, **_SHORT},
         ("variations", "edits"),
+    ),
+    (
+        "JSON nested 20,000 deep, always",
+        (Fault.status(200, body='{"data": ' + _DEEP + "}", **_QUICK),) * 3,
+        FaultExpect(3, ii.APIConnectionError),
+        {},
+        ("variations", "edits"),
+    ),
+    (
+        "error body nested 20,000 deep",
+        (Fault.status(400, body='{"error": ' + _DEEP + "}"),),
+        FaultExpect(1, ii.BadRequestError),
+        {},
+        ("variations", "edits"),
+    ),
+    (
+        "result claiming 9400x9400",
+        (Fault.status(200, body=_CLAIMING_9400),),
+        FaultExpect(1, ii.APIError),
+        {},
+        ("variations",),
+    ),
+    (
+        "result claiming 9400x9400, size auto",
+        (Fault.status(200, body=_CLAIMING_9400),),
+        FaultExpect(1, ii.APIError),
+        {"size": "auto"},
+        ("edits",),
     ),
     (
         "URL result 404s",

@@ -15,7 +15,7 @@ from loopback import Fault, LoopbackServer
 from PIL import Image
 
 import ipy_images as ii
-from ipy_images._files import new_run_directory, write_run
+from ipy_images._files import write_run
 from ipy_images.models import ImageData, ImagesResponse
 
 from .cases import encoded, photo, png_header_claiming
@@ -61,13 +61,20 @@ def test_a_save_that_fails_midway_leaves_no_run_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or listing(tmp_path / "out") == []
 
 
-def test_write_run_that_cannot_rename_cleans_its_staging_folder(tmp_path: Path) -> None:
-    target = new_run_directory(tmp_path)
-    target.mkdir()
-    (target / "taken.txt").write_text("an earlier run")
-    with pytest.raises(OSError):
-        write_run(target, {"variation-01.png": b"x", "metadata.json": b"{}"})
-    assert listing(tmp_path) == ["run-001", "run-001/taken.txt"]
+def test_write_run_never_replaces_a_run_folder_even_an_empty_one(tmp_path: Path) -> None:
+    (tmp_path / "run-001").mkdir()
+    (tmp_path / "run-001" / "taken.txt").write_text("an earlier run")
+    (tmp_path / "run-002").mkdir()
+    folder = write_run(tmp_path, {"variation-01.png": b"x", "metadata.json": b"{}"})
+    assert folder == tmp_path / "run-003"
+    assert listing(tmp_path) == [
+        "run-001",
+        "run-001/taken.txt",
+        "run-002",
+        "run-003",
+        "run-003/metadata.json",
+        "run-003/variation-01.png",
+    ]
 
 
 def test_grid_save_that_fails_midway_leaves_no_partial_file(tmp_path: Path) -> None:
@@ -83,7 +90,7 @@ def test_grid_save_that_fails_midway_leaves_no_partial_file(tmp_path: Path) -> N
 @pytest.mark.parametrize("name", ["../x.png", "/etc/x.png", "a/b.png", "..", ".hidden", ""])
 def test_write_run_refuses_paths_as_names(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="not a plain file name"):
-        write_run(tmp_path / "run-001", {name: b"x"})
+        write_run(tmp_path, {name: b"x"})
     assert listing(tmp_path) == []
 
 
@@ -186,7 +193,8 @@ def test_the_server_refuses_garbage_and_stays_up(server_root: str, name: str) ->
 def test_the_server_refuses_an_oversized_body_and_stays_up(server_root: str) -> None:
     files = {"image": ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024), "image/png")}
     answer = httpx.post(f"{server_root}/v1/images/variations", files=files)
-    assert answer.status_code == 413
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "image"
     assert httpx.get(f"{server_root}/health").json()["status"] == "ok"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -16,6 +17,7 @@ from jupyter_client.manager import KernelManager
 from loopback import LoopbackServer
 
 from .cases import photo
+from .raw_server import RawServer, trickle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,3 +170,31 @@ def test_interrupting_the_local_engine_leaves_its_workers_idle(kernel: Kernel) -
         " print(len(r.data))"
     )
     assert not errors and stdout.strip() == "1"
+
+
+def test_interrupted_downloads_leave_no_thread_that_blocks_later_runs(kernel: Kernel) -> None:
+    """A source URL that trickles a byte a second, interrupted as many times as the loop
+    has worker threads (six on two cores): a plain run on a local file still goes through,
+    and no connection to the trickling server stays open."""
+    errors, stdout = kernel.run(
+        "%load_ext ipy_images\nimport os; print(min(32, (os.cpu_count() or 1) + 4))"
+    )
+    assert not errors
+    workers = int(stdout.split()[-1])
+    with RawServer({"/slow.png": trickle(every=1.0)}) as server:
+        for attempt in range(1, workers + 1):
+            msg_id = kernel.start(
+                "%%variation -n 1 --size 256x256 --backend local\n" + server.url + "/slow.png"
+            )
+            started = functools.partial(lambda n: server.hits["/slow.png"] >= n, attempt)
+            errors = interrupt_when(kernel, msg_id, started)
+            assert [e["ename"] for e in errors] == ["KeyboardInterrupt"], errors
+        state = kernel.report(server.port)
+        assert state["sockets"] == 0, state
+        errors, _ = kernel.run(
+            "%%variation -n 1 --size 256x256 --backend local --seed 1 -o out\nphoto.png",
+            timeout=60,
+        )
+        assert not errors, errors
+        errors, stdout = kernel.run("print(len(out.data))")
+        assert not errors and stdout.strip() == "1"
