@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from ipy_images import sample_image
 from ipy_images.engine import EngineCancelled, generate_variation
 from ipy_images.errors import InvalidParameterError
 
 NEAR_COPY_SEED = 0
-"""A seed whose first draw on the astronaut comes out as a near-copy."""
+NEAR_COPY_DIVERSITY = 0.5
+"""A seed and diversity whose first draw on the astronaut comes out as a near-copy."""
 
 
 def _no_cancel() -> None:
@@ -106,7 +110,7 @@ def test_a_set_event_cancels_before_any_work(coffee: Image.Image) -> None:
         generate_variation(coffee, size=256, seed=0, cancel=cancel)
 
 
-def test_cancel_set_during_generation_stops_at_the_next_level(coffee: Image.Image) -> None:
+def test_cancel_set_during_generation_stops_at_the_check_that_sees_it(coffee: Image.Image) -> None:
     cancel = _SetOnCheck(after=4)
     with pytest.raises(EngineCancelled):
         generate_variation(coffee, size=256, seed=0, cancel=cancel)
@@ -114,25 +118,25 @@ def test_cancel_set_during_generation_stops_at_the_next_level(coffee: Image.Imag
 
 
 def test_near_copy_is_detected_and_redrawn() -> None:
-    from ipy_images.engine import _gpnn, _patches
+    from ipy_images.engine import _gpnn
 
     source = pixels(ImageOps.fit(sample_image("astronaut"), (256, 256)))
-    settings = _gpnn.Settings.for_diversity(1.0)
+    settings = _gpnn.Settings.for_diversity(NEAR_COPY_DIVERSITY)
     result = _gpnn.synthesize(source, settings, np.random.default_rng(NEAR_COPY_SEED), _no_cancel)
     assert result.redraws >= 1
 
-    # The draw that was rejected: same first noise, run to the end without the check.
-    levels = [_patches.resize(source, s, s) for s in _gpnn.pyramid_sizes(256, settings.coarsest)]
-    noise = np.random.default_rng(NEAR_COPY_SEED).standard_normal(
-        levels[-1].shape, dtype=np.float32
+    # The draw that was rejected: same first start, run to the end without the check.
+    pyramid = _gpnn.pyramid_for(source, settings.coarsest)
+    start = _gpnn.structured_start(
+        pyramid.levels[-1], settings, np.random.default_rng(NEAR_COPY_SEED)
     )
-    drawn = _gpnn._run_levels(levels, {}, levels[-1] + settings.noise * noise, _no_cancel, None)
+    drawn = _gpnn.run_levels(pyramid, start, _no_cancel, None)
     assert drawn is not None
     rejected, rejected_nnf = drawn
     grid = 256 - _gpnn.PATCH + 1
     assert _gpnn.copy_fraction(rejected_nnf.ravel(), grid) > _gpnn.COPY_LIMIT
     assert _gpnn.copy_fraction(result.nnf.ravel(), grid) < _gpnn.COPY_LIMIT
-    assert np.abs(result.image - source).mean() > 2 * np.abs(rejected - source).mean()
+    assert np.abs(result.image - source).mean() > 1.5 * np.abs(rejected - source).mean()
 
 
 @pytest.mark.parametrize(
@@ -146,6 +150,8 @@ def test_near_copy_is_detected_and_redrawn() -> None:
         ({"size": True}, "size"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
+        ({"index": -1}, "index"),
+        ({"index": True}, "index"),
         ({"diversity": 0}, "diversity"),
         ({"diversity": -1.0}, "diversity"),
         ({"diversity": float("nan")}, "diversity"),
@@ -158,6 +164,7 @@ def test_invalid_arguments_are_rejected(change: dict[str, object], message: str)
         "image": Image.new("RGB", (64, 64)),
         "size": 256,
         "seed": 0,
+        "index": 0,
         "diversity": 1.0,
         "cancel": None,
     }
@@ -178,3 +185,112 @@ def test_sample_images_are_bundled_rgb_photos(name: str, size: tuple[int, int]) 
 def test_unknown_sample_name_lists_the_valid_ones() -> None:
     with pytest.raises(InvalidParameterError, match="coffee, astronaut"):
         sample_image("cat")
+
+
+# Issue 13: fair seeds, a knob that acts, bounded cost on any picture, prompt cancellation.
+
+DIVERSITY_STEPS = (0.5, 1.0, 2.0, 3.0)
+
+
+def _logo() -> Image.Image:
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((48, 48, 208, 208), fill=(200, 30, 30))
+    draw.rectangle((112, 16, 144, 240), fill=(20, 20, 160))
+    return image
+
+
+def _text() -> Image.Image:
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(12):
+        draw.text((8, 8 + 20 * line), "The quick brown fox jumps over", fill="black")
+    return image
+
+
+def _flat() -> Image.Image:
+    return Image.new("RGB", (16, 16), "black")
+
+
+def test_consecutive_seeds_share_no_image(coffee: Image.Image) -> None:
+    import ipy_images as ii
+
+    drawn = [
+        pixels(image)
+        for seed in (41, 42)
+        for image in ii.create_variation(coffee, n=3, backend="local", seed=seed).images
+    ]
+    for a in range(len(drawn)):
+        for b in range(a + 1, len(drawn)):
+            assert np.abs(drawn[a] - drawn[b]).mean() > 0.03, (a, b)
+
+
+@pytest.mark.timeout(1200)  # 16 samples: minutes on a shared machine
+def test_measured_diversity_rises_with_the_knob(coffee: Image.Image) -> None:
+    source = pixels(coffee.resize((256, 256)))
+    grey_weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    measured = []
+    for diversity in DIVERSITY_STEPS:
+        samples = np.stack(
+            [
+                pixels(generate_variation(coffee, size=256, seed=7, index=i, diversity=diversity))
+                @ grey_weights
+                for i in range(4)
+            ]
+        )
+        measured.append(float(samples.std(axis=0).mean() / (source @ grey_weights).std()))
+    assert all(b > a for a, b in itertools.pairwise(measured)), measured
+
+
+def _seconds(image: Image.Image, seed: int) -> float:
+    """Wall time of one fresh 256 px sample (the pyramid cache emptied first)."""
+    from ipy_images.engine import _gpnn
+
+    _gpnn.clear_cache()
+    start = time.perf_counter()
+    generate_variation(image, size=256, seed=seed)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("picture", [_flat, _logo, _text])
+def test_low_detail_pictures_cost_at_most_twice_a_photo(
+    coffee: Image.Image, picture: Callable[[], Image.Image]
+) -> None:
+    # Minimum of repeats, interleaved, so a busy moment on a shared machine hits both.
+    photo, other = [], []
+    for seed in range(3):
+        photo.append(_seconds(coffee, seed))
+        other.append(_seconds(picture(), seed))
+    assert min(other) <= 2 * min(photo), (other, photo)
+
+
+@pytest.mark.parametrize("picture", [_flat, _logo, "coffee"])
+def test_cancel_frees_the_cpu_within_a_second(
+    coffee: Image.Image, picture: Callable[[], Image.Image] | str
+) -> None:
+    from ipy_images.engine import _gpnn
+
+    image = coffee if picture == "coffee" else picture()  # type: ignore[operator]
+    _gpnn.clear_cache()
+    cancel = threading.Event()
+    outcome: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            generate_variation(image, size=1024, seed=0, cancel=cancel)
+        except EngineCancelled as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    time.sleep(0.5)
+    assert worker.is_alive()  # still generating: the cancel lands mid-work
+    cpu_at_cancel, wall_at_cancel = time.process_time(), time.perf_counter()
+    cancel.set()
+    worker.join(timeout=1.0)
+    assert not worker.is_alive()
+    time.sleep(max(0.0, wall_at_cancel + 1.5 - time.perf_counter()))
+    # Whatever the wall clock says, the process stopped burning CPU: one engine thread that
+    # ran on for the whole 1.5 s would have used about 1.5 s (2x margin for other threads).
+    assert time.process_time() - cpu_at_cancel < 1.0
+    assert outcome and isinstance(outcome[0], EngineCancelled)

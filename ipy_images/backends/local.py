@@ -1,7 +1,8 @@
 """The embedded backend: variations made on this machine by the patch engine.
 
 No network, no key. Samples run on a small thread pool (one per core) off the event
-loop, so the kernel stays responsive; cancelling stops them at the next pyramid level.
+loop, so the kernel stays responsive; cancelling stops them within milliseconds.
+Sample ``i`` of a request draws from the random stream named by ``(seed, i)``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class LocalBackend(Backend):
             variation = generate_variation(
                 picture,
                 size=side,
-                seed=seed + index,
+                seed=seed,
+                index=index,
                 diversity=_DIVERSITY if request.diversity is None else request.diversity,
                 cancel=cancel,
             )

@@ -42,18 +42,25 @@ def generate_variation(
     *,
     size: int,
     seed: int,
+    index: int = 0,
     diversity: float = 1.0,
     cancel: threading.Event | None = None,
 ) -> Image.Image:
     """One variation of ``image`` (RGB, square) as an RGB PIL image of ``size`` x ``size``.
 
-    ``size`` is 256, 512 or 1024; the same ``seed`` gives the same picture. ``diversity``
-    in (0, 4] scales the noise that reshuffles the layout (1.0 = default; from about 1.5 up,
-    whole objects also move and repeat more). Whatever the value, a draw that comes out
-    nearly identical to the input is re-drawn with more noise. Raises EngineCancelled when
-    ``cancel`` is set (checked between pyramid levels) and ValueError for invalid arguments.
+    ``size`` is 256, 512 or 1024. ``seed`` and ``index`` (the sample's place in its
+    request) name the random stream together, so the same pair gives the same picture and
+    different pairs, such as (s, 1) and (s + 1, 0), give unrelated ones.
+
+    ``diversity`` in (0, 4] scales how far the layout is re-composed (a smooth warp,
+    noise, and above 1 a coarser start): about 0.5 keeps the input's layout and varies
+    shapes and details; 1 (the default) moves, re-scales and re-arranges objects while
+    keeping the scene; 2 re-arranges the scene freely, objects may repeat; 3 and up give
+    texture-like re-compositions. Whatever the value, a draw that comes out nearly identical
+    to the input is re-drawn with a stronger warp. Raises EngineCancelled when ``cancel``
+    is set (checked every few milliseconds of work) and ValueError for invalid arguments.
     """
-    _validate(image, size, seed, diversity, cancel)
+    _validate(image, size, seed, index, diversity, cancel)
     import faiss
     import numpy as np
 
@@ -68,18 +75,23 @@ def generate_variation(
     pixels = np.asarray(_to_rgb(image), dtype=np.float32) / 255.0
     source = resize(pixels, WORK_SIZE, WORK_SIZE)
     result = synthesize(
-        source, Settings.for_diversity(diversity), np.random.default_rng(seed), check_cancel
+        source,
+        Settings.for_diversity(diversity),
+        np.random.default_rng(np.random.SeedSequence([seed, index])),
+        check_cancel,
     )
     check_cancel()
     if size == WORK_SIZE:
         out = result.image
     else:
         nnf = upsample_nnf(result.nnf, size - PATCH + 1, PATCH)
-        out = vote(resize(pixels, size, size), nnf, PATCH)
+        out = vote(resize(pixels, size, size), nnf, PATCH, check_cancel=check_cancel)
     return _to_pil(out)
 
 
-def _validate(image: object, size: object, seed: object, diversity: object, cancel: object) -> None:
+def _validate(
+    image: object, size: object, seed: object, index: object, diversity: object, cancel: object
+) -> None:
     from PIL import Image
 
     if not isinstance(image, Image.Image):
@@ -93,6 +105,8 @@ def _validate(image: object, size: object, seed: object, diversity: object, canc
         raise ValueError(f"size must be one of {', '.join(map(str, SIZES))}, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"index must be a non-negative integer, got {index!r}")
     if (
         isinstance(diversity, bool)
         or not isinstance(diversity, (int, float))

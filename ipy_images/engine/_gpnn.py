@@ -1,22 +1,30 @@
 """Generative patch nearest neighbours (GPNN, Granot et al., CVPR 2022), our implementation.
 
-The source is turned into a pyramid (ratio 0.75). At the coarsest level noise is added to
-the source, which scrambles its layout; then, level by level towards the finest, every
-7x7 patch of the current estimate is replaced by its nearest source patch and overlapping
-patches are averaged, a few times per level. The coarse levels decide the arrangement, the
-fine levels restore sharp detail, so every output patch comes from the source (coherence)
-while the layout is new (diversity).
+The source is turned into a pyramid (ratio 0.75). The coarsest level starts from a
+re-composed copy of the source: mirrored at random, warped by a smooth random field, plus
+noise. Then, level by level towards the finest, every 7x7 patch of the current estimate is
+replaced by its nearest source patch and overlapping patches are averaged, weighted by how
+well each one matched, a few times per level. The coarse levels decide the arrangement,
+the fine levels restore sharp detail, so every output patch comes from the source
+(coherence) while the layout is new (diversity).
 
-Plain GPNN sometimes lets the noise wash out and rebuilds the source almost unchanged. We
-measure that at a middle level (how much of the output is one rigid shift of the source)
-and re-draw with stronger noise, which costs only the cheap coarse levels.
+Why a warped start rather than GPNN's pure noise: noise strong enough to move objects
+also breaks them (half objects, smeared blobs); a smooth warp moves and re-scales whole
+regions, which the patch search then rebuilds as intact objects in a new arrangement.
+
+Plain GPNN sometimes rebuilds the source almost unchanged. We measure that at a middle
+level (how much of the output is one rigid shift of the source) and re-draw with a
+stronger start, which costs only the cheap coarse levels.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,19 +33,27 @@ from ._search import PatchIndex
 
 PATCH = 7
 RATIO = 0.75
-NOISE = 1.0
+NOISE = 0.25
 """Std of the Gaussian noise added to the coarsest level (pixels in [0, 1]) at diversity 1."""
+WARP = 0.12
+"""Std of the smooth warp's displacement, as a share of the image side, at diversity 1."""
+MIRROR = 0.5
+"""Chance that the start is mirrored left to right, from diversity 1 up."""
+WARP_GRID = 4
+"""The warp is drawn on a WARP_GRID x WARP_GRID grid of displacements, smoothly upsampled."""
 COARSEST = 16
-"""Side of the coarsest level at diversity <= 1 (a 256 px image then has 11 levels)."""
-MIN_COARSEST = 12
-"""Side of the coarsest level at diversity >= 1.8."""
+"""Side of the coarsest level at diversity 1 (a 256 px image then has 11 levels)."""
+MIN_COARSEST = 10
+MAX_COARSEST = 20
 CHECK_SIZE = 48
 """The near-copy check runs after the first level at least this large."""
 COPY_LIMIT = 0.6
 """A draw whose largest rigidly shifted region covers more than this share is a near-copy."""
 REDRAWS = 4
-"""Re-draws allowed after near-copies, each with NOISE_STEP times more noise."""
-NOISE_STEP = 1.6
+"""Re-draws allowed after near-copies, each with STEP times stronger warp and noise."""
+STEP = 1.6
+CACHED_SOURCES = 2
+"""Pyramids (with their search indexes) kept for the next samples of the same picture."""
 
 
 @dataclass(frozen=True)
@@ -45,18 +61,27 @@ class Settings:
     """What a diversity value means for the generator."""
 
     noise: float
+    warp: float
+    mirror: float
     coarsest: int
 
     @classmethod
     def for_diversity(cls, diversity: float) -> Settings:
-        """Noise grows with diversity (1.0 = default); above 1 the coarsest level shrinks too.
-
-        A smaller coarsest level lets each patch carry more of the picture, so whole
-        objects move and repeat; a larger one (tried for low diversity) only smears them,
-        so it stays at COARSEST there.
+        """Every part of the start grows with diversity (1.0 = default), so turning it up
+        always changes more: the warp fastest, then noise and the chance of mirroring; the
+        coarsest level shrinks, so each coarse patch carries more of the picture and whole
+        objects move.
         """
-        coarsest = max(MIN_COARSEST, min(COARSEST, round(COARSEST / diversity**0.5)))
-        return cls(noise=NOISE * diversity, coarsest=coarsest)
+        coarsest = max(MIN_COARSEST, min(MAX_COARSEST, round(COARSEST / diversity**0.5)))
+        return cls(
+            noise=NOISE * diversity,
+            warp=WARP * diversity**1.5,
+            mirror=min(MIRROR, MIRROR * diversity),
+            coarsest=coarsest,
+        )
+
+    def stronger(self) -> Settings:
+        return replace(self, noise=self.noise * STEP, warp=self.warp * STEP)
 
 
 def pyramid_sizes(size: int, coarsest: int) -> list[int]:
@@ -66,12 +91,13 @@ def pyramid_sizes(size: int, coarsest: int) -> list[int]:
 
 
 def rounds(level_size: int, *, coarsest: bool) -> int:
-    """Replace-and-average rounds at a level: one on the noise (more would pull it back to
-    the source), several where they are cheap, one at the fine levels, which start from the
-    coarser level's patch choices and only need to settle the detail."""
+    """Replace-and-average rounds at a level: several where they are cheap, fewer at the
+    fine levels, which start from the coarser level's patch choices and settle detail."""
     if coarsest:
-        return 1
-    return 4 if level_size <= 64 else 1
+        return 2
+    if level_size <= 64:
+        return 4
+    return 3 if level_size < 200 else 1
 
 
 def copy_fraction(nnf: np.ndarray, grid: int) -> float:
@@ -95,6 +121,44 @@ class Result:
     redraws: int
 
 
+class Pyramid:
+    """A source's levels (finest first) and their search indexes, built once per level."""
+
+    def __init__(self, source: np.ndarray, coarsest: int) -> None:
+        self.levels = [resize(source, s, s) for s in pyramid_sizes(source.shape[0], coarsest)]
+        self._indexes: dict[int, PatchIndex] = {}
+        self._lock = threading.Lock()
+
+    def index(self, k: int) -> PatchIndex:
+        with self._lock:  # two samples of one picture build each index once, not twice
+            if k not in self._indexes:
+                self._indexes[k] = PatchIndex(extract(self.levels[k], PATCH))
+            return self._indexes[k]
+
+
+_pyramids: OrderedDict[tuple[bytes, int], Pyramid] = OrderedDict()
+_pyramids_lock = threading.Lock()
+
+
+def pyramid_for(source: np.ndarray, coarsest: int) -> Pyramid:
+    """The source's pyramid, shared by the samples of one picture (an n=4 request builds
+    its indexes once)."""
+    key = (hashlib.blake2b(source.tobytes(), digest_size=16).digest(), coarsest)
+    with _pyramids_lock:
+        if key not in _pyramids:
+            _pyramids[key] = Pyramid(source, coarsest)
+            while len(_pyramids) > CACHED_SOURCES:
+                _pyramids.popitem(last=False)
+        _pyramids.move_to_end(key)
+        return _pyramids[key]
+
+
+def clear_cache() -> None:
+    """Forget the cached pyramids (for measuring a fresh start)."""
+    with _pyramids_lock:
+        _pyramids.clear()
+
+
 def synthesize(
     source: np.ndarray,
     settings: Settings,
@@ -102,24 +166,57 @@ def synthesize(
     check_cancel: Callable[[], None],
 ) -> Result:
     """A new image the size of ``source`` (square float RGB, side >= 2 * PATCH)."""
-    sizes = pyramid_sizes(source.shape[0], settings.coarsest)
-    levels = [resize(source, s, s) for s in sizes]
+    pyramid = pyramid_for(source, settings.coarsest)
+    sizes = [level.shape[0] for level in pyramid.levels]
     # The finest level checked for near-copies: the coarsest one at least CHECK_SIZE wide.
     check_level = max(k for k, s in enumerate(sizes) if s >= min(CHECK_SIZE, sizes[0]))
-    indexes: dict[int, PatchIndex] = {}  # per level, shared by the re-draws
-    noise, redraws = settings.noise, 0
+    redraws = 0
     while True:
-        start = levels[-1] + noise * rng.standard_normal(levels[-1].shape, dtype=np.float32)
+        start = structured_start(pyramid.levels[-1], settings, rng)
         checked = check_level if redraws < REDRAWS else None
-        drawn = _run_levels(levels, indexes, start, check_cancel, checked)
+        drawn = run_levels(pyramid, start, check_cancel, checked)
         if drawn is not None:
             return Result(drawn[0], drawn[1], redraws)
-        noise, redraws = noise * NOISE_STEP, redraws + 1
+        settings, redraws = settings.stronger(), redraws + 1
 
 
-def _run_levels(
-    levels: list[np.ndarray],
-    indexes: dict[int, PatchIndex],
+def structured_start(level: np.ndarray, settings: Settings, rng: np.random.Generator) -> np.ndarray:
+    """The coarsest level re-composed: mirrored half the time, smoothly warped, plus noise."""
+    size = level.shape[0]
+    if rng.random() < settings.mirror:
+        level = level[:, ::-1]
+    shift = rng.standard_normal((2, WARP_GRID, WARP_GRID)).astype(np.float32)
+    # resize works on [0, 1] images: the field is drawn around 0, so it is shifted there and back.
+    field = np.stack(
+        [resize((s[..., None] + 4.0) / 8.0, size, size)[..., 0] * 8.0 - 4.0 for s in shift]
+    )
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    y = _reflect(rows + field[0] * settings.warp * size, size)
+    x = _reflect(cols + field[1] * settings.warp * size, size)
+    warped = _bilinear(level, y, x)
+    noise = settings.noise * rng.standard_normal(level.shape, dtype=np.float32)
+    return (warped + noise).astype(np.float32)
+
+
+def _reflect(coordinate: np.ndarray, size: int) -> np.ndarray:
+    """Coordinates folded back into [0, size - 1] at the borders (mirror, not clamp)."""
+    period = 2 * (size - 1)
+    folded = np.mod(coordinate, period)
+    return np.where(folded > size - 1, period - folded, folded)
+
+
+def _bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    size = image.shape[0]
+    y0 = np.minimum(np.floor(y).astype(np.int64), size - 2)
+    x0 = np.minimum(np.floor(x).astype(np.int64), size - 2)
+    fy, fx = (y - y0)[..., None], (x - x0)[..., None]
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def run_levels(
+    pyramid: Pyramid,
     start: np.ndarray,
     check_cancel: Callable[[], None],
     check_level: int | None,
@@ -129,6 +226,7 @@ def _run_levels(
     Each level after the coarsest starts from the coarser level's patch choices carried
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches.
     """
+    levels = pyramid.levels
     estimate = start
     nnf: np.ndarray | None = None
     for k in range(len(levels) - 1, -1, -1):
@@ -136,15 +234,21 @@ def _run_levels(
         target = levels[k]
         size = target.shape[0]
         grid = size - PATCH + 1
-        if k not in indexes:
-            indexes[k] = PatchIndex(extract(target, PATCH))
+        index = pyramid.index(k)
         if nnf is not None:
             nnf = upsample_nnf(nnf, grid, PATCH)
             estimate = vote(target, nnf, PATCH)
         for _ in range(rounds(size, coarsest=nnf is None)):
-            nnf = indexes[k].nearest(extract(estimate, PATCH)).reshape(grid, grid)
-            estimate = vote(target, nnf, PATCH)
+            found, distances = index.nearest(extract(estimate, PATCH), check_cancel)
+            nnf = found.reshape(grid, grid)
+            estimate = vote(target, nnf, PATCH, match_weights(distances).reshape(grid, grid))
         if k == check_level and nnf is not None and copy_fraction(nnf.ravel(), grid) > COPY_LIMIT:
             return None
-    assert nnf is not None
+    assert nnf is not None  # every level runs at least one round
     return estimate, nnf
+
+
+def match_weights(distances: np.ndarray) -> np.ndarray:
+    """Vote weights: a patch that matched much worse than is typical here counts less."""
+    typical = float(np.median(distances)) + 1e-6
+    return np.exp(-distances / (2.0 * typical)) + 1e-4

@@ -7,6 +7,8 @@ the row-major index of a source patch among all the source's patch origins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
@@ -16,12 +18,9 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic resize of a float image, antialiased when shrinking (Pillow releases the GIL)."""
     if image.shape[:2] == (height, width):
         return image
+    bicubic = Image.Resampling.BICUBIC
     channels = [
-        np.asarray(
-            Image.fromarray(image[..., c], mode="F").resize(
-                (width, height), Image.Resampling.BICUBIC
-            )
-        )
+        np.asarray(Image.fromarray(image[..., c], mode="F").resize((width, height), bicubic))
         for c in range(image.shape[2])
     ]
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
@@ -33,22 +32,36 @@ def extract(image: np.ndarray, patch: int) -> np.ndarray:
     return np.ascontiguousarray(windows.reshape(-1, image.shape[2] * patch * patch))
 
 
-def vote(source: np.ndarray, nnf: np.ndarray, patch: int) -> np.ndarray:
-    """Average of the source patches the NNF picks, each pasted at its output origin.
+def vote(
+    source: np.ndarray,
+    nnf: np.ndarray,
+    patch: int,
+    weights: np.ndarray | None = None,
+    check_cancel: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Weighted average of the source patches the NNF picks, each pasted at its output origin.
 
-    ``nnf`` is a (rows, cols) grid of patch indices into ``source``; the result has
-    ``rows + patch - 1`` x ``cols + patch - 1`` pixels.
+    ``nnf`` is a (rows, cols) grid of patch indices into ``source``; ``weights`` (same
+    shape, default all ones) says how much each patch counts, so a badly matching patch
+    blurs a region boundary less. The result has ``rows + patch - 1`` x ``cols + patch - 1``
+    pixels. ``check_cancel`` runs once per patch row (large outputs take a while).
     """
     rows, cols = nnf.shape
     width = source.shape[1]
     flat = source.reshape(-1, source.shape[2])
     sy, sx = np.divmod(nnf, width - patch + 1)
     origin = sy * width + sx
+    w = None if weights is None else weights.astype(np.float32)[..., None]
     acc = np.zeros((rows + patch - 1, cols + patch - 1, source.shape[2]), np.float32)
+    total = np.zeros((rows + patch - 1, cols + patch - 1, 1), np.float32)
     for dy in range(patch):
+        if check_cancel is not None:
+            check_cancel()
         for dx in range(patch):
-            acc[dy : dy + rows, dx : dx + cols] += np.take(flat, origin + dy * width + dx, axis=0)
-    return acc / _coverage(rows, cols, patch)[..., None]
+            picked = np.take(flat, origin + dy * width + dx, axis=0)
+            acc[dy : dy + rows, dx : dx + cols] += picked if w is None else picked * w
+            total[dy : dy + rows, dx : dx + cols] += 1.0 if w is None else w
+    return acc / total
 
 
 def upsample_nnf(nnf: np.ndarray, grid: int, patch: int) -> np.ndarray:
@@ -65,11 +78,3 @@ def upsample_nnf(nnf: np.ndarray, grid: int, patch: int) -> np.ndarray:
     ty = np.rint((sy - pos[:, None]) * factor).astype(np.int64) + own[:, None]
     tx = np.rint((sx - pos[None, :]) * factor).astype(np.int64) + own[None, :]
     return np.clip(ty, 0, grid - 1) * grid + np.clip(tx, 0, grid - 1)
-
-
-def _coverage(rows: int, cols: int, patch: int) -> np.ndarray:
-    """How many voted patches cover each output pixel."""
-    counts = np.outer(
-        np.convolve(np.ones(rows), np.ones(patch)), np.convolve(np.ones(cols), np.ones(patch))
-    )
-    return counts.astype(np.float32)

@@ -1,13 +1,24 @@
-"""Nearest-neighbour search over patches with faiss.
+"""Nearest-neighbour search over patches with faiss, at a bounded cost on any picture.
 
 Small patch sets (the coarsest pyramid levels) are searched exactly on the raw patches:
 faiss' PCA needs more training vectors than output dimensions, and exact search is cheap
 there. Larger sets are PCA-reduced; the largest are searched with an inverted-file index.
+
+Keys that are (nearly) the same patch are indexed once. Without that, a flat, logo, text
+or line-art picture, whose patches are mostly identical, trains an inverted file whose
+k-means cannot split them: every query then lands in one list holding most of the keys,
+and one search of a 256 px image took over 30 s. A query answered by such a group gets
+one of its members, chosen by the query's position, so a flat region still copies a
+flat region patch by patch instead of repeating one source patch.
+
+Searches run in chunks with the caller's cancel check between them, so a cancelled
+generation stops within a chunk's time (milliseconds).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -17,11 +28,16 @@ PCA_MIN = 1000
 PCA_DIMS = 24
 """PCA output dimensions (7x7x3 patches keep most of their energy in 24)."""
 EXACT_MAX = 6000
-"""Largest key set searched exactly; larger ones use an inverted-file index."""
+"""Largest (deduplicated) key set searched exactly; larger ones use an inverted file."""
 TRAIN_MAX = 12000
 """At most this many keys train the PCA."""
 NPROBE = 3
 """Inverted lists visited per query."""
+QUANTUM = 0.02
+"""Keys closer than this in every projected coordinate (pixels in [0, 1]) are one key:
+below what 8-bit pixels can show, so merging them changes no picture."""
+CHUNK = 8192
+"""Queries per search call between two cancel checks."""
 
 
 class PatchIndex:
@@ -33,24 +49,44 @@ class PatchIndex:
             self._pca = faiss.PCAMatrix(keys.shape[1], PCA_DIMS)
             self._pca.train(keys[:: max(1, len(keys) // TRAIN_MAX)])
         x = self._project(keys)
-        if len(keys) <= EXACT_MAX:
-            self._index: faiss.Index = faiss.IndexFlatL2(x.shape[1])
+        codes = np.rint(x / QUANTUM).astype(np.int32)
+        _, first, group, counts = np.unique(
+            codes, axis=0, return_index=True, return_inverse=True, return_counts=True
+        )
+        self._members = np.argsort(group.ravel(), kind="stable")  # keys grouped by code
+        self._starts = np.cumsum(counts) - counts
+        self._counts = counts
+        unique = np.ascontiguousarray(x[first])
+        if len(unique) <= EXACT_MAX:
+            self._index: faiss.Index = faiss.IndexFlatL2(unique.shape[1])
         else:
-            lists = int(2 * math.sqrt(len(keys)))
-            self._index = faiss.IndexIVFFlat(faiss.IndexFlatL2(x.shape[1]), x.shape[1], lists)
+            lists = int(2 * math.sqrt(len(unique)))
+            self._index = faiss.IndexIVFFlat(
+                faiss.IndexFlatL2(unique.shape[1]), unique.shape[1], lists
+            )
             # A rough k-means is enough to route queries; faiss subsamples with a fixed seed.
             self._index.cp.niter = 8
             self._index.cp.max_points_per_centroid = 48
             self._index.cp.min_points_per_centroid = 8
             self._index.nprobe = NPROBE
-            self._index.train(x)
-        self._index.add(x)
+            self._index.train(unique)
+        self._index.add(unique)
 
     def _project(self, x: np.ndarray) -> np.ndarray:
         return x if self._pca is None else self._pca.apply(x)
 
-    def nearest(self, queries: np.ndarray) -> np.ndarray:
-        """Index of the nearest key of each query (one patch per row)."""
-        found = self._index.search(self._project(queries), 1)[1][:, 0]
+    def nearest(
+        self, queries: np.ndarray, check_cancel: Callable[[], None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The nearest key of each query (one patch per row) and its squared distance."""
+        found = np.empty(len(queries), np.int64)
+        distances = np.empty(len(queries), np.float32)
+        for start in range(0, len(queries), CHUNK):
+            check_cancel()
+            chunk = slice(start, start + CHUNK)
+            d, i = self._index.search(self._project(queries[chunk]), 1)
+            distances[chunk], found[chunk] = d[:, 0], i[:, 0]
         # An inverted-file search answers -1 if every probed list is empty (vanishingly rare).
-        return np.maximum(found, 0)
+        group = np.maximum(found, 0)
+        spread = np.arange(len(queries)) % self._counts[group]
+        return self._members[self._starts[group] + spread], np.maximum(distances, 0.0)
