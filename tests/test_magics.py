@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from conftest import FAKE_API_KEY
 from IPython.core.error import UsageError
-from IPython.core.getipython import get_ipython
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import CapturedIO, capture_output
@@ -54,8 +53,7 @@ def photo(size: int = 96) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def ip() -> Iterator[InteractiveShell]:
-    # The test shell is one per process: the first call makes it, later ones return None.
-    shell = start_ipython() or get_ipython()
+    shell = start_ipython()
     assert shell is not None
     shell.run_line_magic("load_ext", "ipy_images")
     yield shell

@@ -25,8 +25,7 @@ from typing import Any
 import ipywidgets as widgets
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.getipython import get_ipython
-from IPython.testing.globalipapp import start_ipython
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from loopback import Fault, LoopbackServer
 
@@ -184,8 +183,11 @@ def test_an_echoed_key_is_masked_in_the_error_and_its_traceback(
 
 
 @pytest.fixture
-def shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    ip = start_ipython() or get_ipython()  # the first call makes the shell, later ones don't
+def shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[InteractiveShell]:
+    """The process's shell with the extension loaded; one made here is cleared after, so
+    other modules can still start their own (there is one per process)."""
+    existing = InteractiveShell.initialized()
+    ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "ipy_images")
     monkeypatch.chdir(tmp_path)
     for name in ("OPENAI_BASE_URL", "IPY_IMAGES_BACKEND"):
@@ -194,11 +196,13 @@ def shell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     photo((96, 96)).save(tmp_path / "photo.png")
     yield ip
     ip.run_line_magic("unload_ext", "ipy_images")
+    if not existing:
+        InteractiveShell.clear_instance()
 
 
 @pytest.mark.parametrize("echo", ECHOES.values(), ids=ECHOES.keys())
 def test_an_echoed_key_is_masked_in_the_magics_usage_error(
-    shell: Any, loopback: LoopbackServer, echo: str
+    shell: InteractiveShell, loopback: LoopbackServer, echo: str
 ) -> None:
     loopback.enqueue(echoing(echo))
     line = f"-n 1 --size 256x256 --backend variations --base-url {loopback.base_url}"
