@@ -339,7 +339,15 @@ class VariationClient:
         max_retries: int = 2,
         max_concurrency: int = 4,
     ) -> None:
-        self._client = AsyncVariationClient(**_given(locals(), _CLIENT))
+        self._client = AsyncVariationClient(
+            backend,
+            api_key,
+            base_url,
+            model=model,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+        )
 
     @property
     def backend(self) -> str:

@@ -649,10 +649,11 @@ TYPE_CASES: tuple[TypeCase, ...] = (
             v, n=1, size="256x256"
         ),
     ),
-    TypeCase("create_variation", "n", _option("n")),
+    # None is "the backend's default" for every request option (typed `X | None = None`).
+    TypeCase("create_variation", "n", _option("n"), valid=("None",)),
     TypeCase("create_variation", "size", _option("size"), valid=("None",)),
-    TypeCase("create_variation", "response_format", _option("response_format")),
-    TypeCase("create_variation", "fit", _option("fit")),
+    TypeCase("create_variation", "response_format", _option("response_format"), valid=("None",)),
+    TypeCase("create_variation", "fit", _option("fit"), valid=("None",)),
     TypeCase("create_variation", "model", _option("model"), valid=("None",)),
     TypeCase("create_variation", "user", _option("user"), valid=("None",)),
     TypeCase("create_variation", "on_image", _option("on_image"), valid=("None",)),
