@@ -71,13 +71,22 @@ def test_a_new_backend_is_offered_by_every_front_end(fake_backend: str) -> None:
     assert [value for _, value in form.size.options] == ["", *FAKE_SIZES]
     assert form.prompt.disabled and form.quality.disabled and not form.seed.disabled
 
+    # Other test modules may share the process's shell with the extension loaded: load it
+    # afresh (the help is written at load time) and leave the shell as it was found.
+    made_here = not InteractiveShell.initialized()
     shell = InteractiveShell.instance()
+    extensions = shell.extension_manager
+    was_loaded = "ipy_images" in extensions.loaded
     try:
-        shell.extension_manager.load_extension("ipy_images")
+        if was_loaded:
+            extensions.unload_extension("ipy_images")
+        extensions.load_extension("ipy_images")
         doc = " ".join(shell.find_cell_magic("variation").__doc__.split())
     finally:
-        shell.extension_manager.unload_extension("ipy_images")
-        InteractiveShell.clear_instance()
+        if not was_loaded:
+            extensions.unload_extension("ipy_images")
+        if made_here:
+            InteractiveShell.clear_instance()
     assert f"fake: {FAKE_SIZES[0]} (default), {FAKE_SIZES[1]}" in doc
     assert "a backend added by a test" in doc
 
