@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ._config import key_from_env
-from ._sync import background_loop
+from ._sync import background_loop, start_task
 from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
 from .grid import _thumbnail
 from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage
@@ -507,32 +507,23 @@ class VariationExplorer(widgets.VBox):
                 f"{cell.label} is a first source, or its run is not complete; "
                 "vary one of the generated images."
             )
-        loop = background_loop()
-        future: concurrent.futures.Future[ImagesResponse] = concurrent.futures.Future()
-        self.future = future
         self.progress.value, self.progress.max = 0, self.n.value
         self.status.value = _line(f"Varying {cell.label}…")
-        self._refresh_actions()
+        self._refresh_actions(running=True)
 
-        def settle(task: asyncio.Task[ImagesResponse]) -> None:
+        def settled(task: asyncio.Task[ImagesResponse]) -> None:
             # The buttons first, so whoever waits on the future sees the final state.
             self._refresh_actions(running=False)
             if task.cancelled():
                 self.status.value = _line("Cancelled.")
-            if future.done():  # cancelled by its holder, which also cancelled the task
-                return
-            if task.cancelled():
-                future.cancel()
-            elif task.exception() is not None:
-                future.set_exception(task.exception())
-            else:
-                future.set_result(task.result())
 
-        def start() -> None:
-            self._task = loop.create_task(self._run(cell, picked, self.n.value))
-            self._task.add_done_callback(settle)
+        def keep(task: asyncio.Task[ImagesResponse]) -> None:
+            self._task = task
 
-        loop.call_soon_threadsafe(start)
+        future = start_task(
+            lambda: self._run(cell, picked, self.n.value), keep=keep, settled=settled
+        )
+        self.future = future
         future.add_done_callback(lambda done: self.cancel() if done.cancelled() else None)
         return future
 

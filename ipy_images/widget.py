@@ -29,7 +29,7 @@ from . import _current
 from ._config import key_from_env, resolve
 from ._live import LiveGrid
 from ._options import BACKENDS, choices
-from ._sync import background_loop
+from ._sync import background_loop, start_task
 from .client import AsyncVariationClient
 from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
 from .grid import ImageGrid
@@ -458,36 +458,19 @@ class VariationForm(widgets.VBox):
             self._results.clear()
 
     def _start(self, snapshot: _Snapshot) -> concurrent.futures.Future[ImagesResponse]:
-        """Run `snapshot` as a task on the background loop.
+        """Run `snapshot` as a task on the background loop (see `start_task`)."""
 
-        Unlike `asyncio.run_coroutine_threadsafe`, Cancel goes to the task itself, and the
-        future settles only after the form is usable again, so code that waits on it sees
-        the final state. The reset is a done callback rather than a `finally`, because a
-        task cancelled before its first step never runs its body at all.
-        """
-        loop = background_loop()
-        future: concurrent.futures.Future[ImagesResponse] = concurrent.futures.Future()
-
-        def settle(task: asyncio.Task[ImagesResponse]) -> None:
+        def settled(task: asyncio.Task[ImagesResponse]) -> None:
             self.generate_button.disabled = False
             self.cancel_button.disabled = True
             self.clear_button.disabled = False
             if task.cancelled():
                 self._say("Cancelled.")
-            if future.done():  # cancelled by its holder, which also cancelled the task
-                return
-            if task.cancelled():
-                future.cancel()
-            elif task.exception() is not None:
-                future.set_exception(task.exception())
-            else:
-                future.set_result(task.result())
 
-        def start() -> None:
-            self._task = loop.create_task(self._run(snapshot))
-            self._task.add_done_callback(settle)
+        def keep(task: asyncio.Task[ImagesResponse]) -> None:
+            self._task = task
 
-        loop.call_soon_threadsafe(start)
+        future = start_task(lambda: self._run(snapshot), keep=keep, settled=settled)
         future.add_done_callback(lambda done: self.cancel() if done.cancelled() else None)
         return future
 
