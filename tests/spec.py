@@ -2,7 +2,7 @@
 
 The variations contract and the response/error shapes come from the repository's copy of
 the OpenAI schema, ``tests/schema/images-variations.schema.json`` (so the tests need nothing
-outside a clone; test_spec.py checks the copy against the team's ``../shared/spec``). The edits
+outside a clone). The edits
 contract has no published schema there, so ``EDITS_REQUEST_SCHEMA`` states its
 documented fields. Every ``validate_*`` function raises ``jsonschema.ValidationError``
 on a mismatch and returns ``None`` otherwise.
