@@ -14,7 +14,8 @@ never logged or echoed; query strings are kept out of the access log), a request
 (answered like any too-large image), bodies streamed to temporary files within a shared
 budget, a deadline for request headers and for each pause in a body, a connection cap
 that sheds the oldest idle connections, a bound on decodes and generations in flight with
-a short queue behind it (429 + `Retry-After` for the queue to drain), and graceful
+a short queue behind it (429 + `Retry-After` for the queue to drain), early answers sent
+only after the rest of the body is discarded (so no reset destroys them), and graceful
 shutdown by uvicorn.
 """
 
@@ -41,9 +42,11 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._options import BACKENDS, BackendSpec
 from ._redact import redact
@@ -71,6 +74,8 @@ UPLOAD_SECONDS = 120.0  # the longest a whole body may take to arrive, pauses or
 FIRST_GUESS_SECONDS = 5.0  # a generation's time, for Retry-After, until one is measured
 MAX_RETRY_AFTER = 60  # the official SDK ignores longer waits and falls back to its own
 FD_RESERVE = 64  # descriptors kept for the engine, logs and result files
+LINGER_SECONDS = 2.0  # an early answer first discards what is still arriving, this long at most
+LINGER_PAUSE = 0.5  # ...and stops at the first pause this long
 ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
 
@@ -244,6 +249,7 @@ def create_app(
             Route("/v1/files/{token}.png", _file, methods=["GET"], name="file"),
             Route("/health", _health, methods=["GET"]),
         ],
+        middleware=[Middleware(_DiscardUnreadBody)],
         exception_handlers={
             Refusal: _refusal_response,
             HTTPException: _http_error_response,
@@ -359,7 +365,7 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
             raise Refusal(400, "Invalid Content-Length header.")
         if int(declared) > settings.max_body:
             raise _too_large()
-    # A declared length is held from the start, so a flood of uploads is refused unread.
+    # A declared length is held from the start, so a flood of uploads is refused unstored.
     held = int(declared or 0)
     if settings.uploading + held > settings.max_uploading:
         raise _busy_uploading(settings.read_timeout)
@@ -540,6 +546,51 @@ async def _image(upload: UploadFile, client: AsyncVariationClient) -> PreparedIm
         return await client.prepare(data, fit="strict")  # decoding runs off the event loop
     except InvalidImageError as exc:
         raise Refusal(400, str(exc), param="image") from None
+
+
+class _DiscardUnreadBody:
+    """Discards the unread rest of a request body before an early answer goes out.
+
+    A socket closed with unread data in it is reset, and the reset can destroy the answer
+    still in flight: a client whose large upload is refused early (a wrong key, too large,
+    too many uploads at once) would see a broken connection instead of the error. The rest
+    is dropped as it arrives, so memory stays bounded; `LINGER_SECONDS` bounds the time.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # A client waiting for "100 Continue" has sent nothing yet, and should send nothing.
+        complete = (b"expect", b"100-continue") in scope["headers"]
+
+        async def tracked_receive() -> Message:
+            nonlocal complete
+            message = await receive()
+            complete = complete or not message.get("more_body", False)
+            return message
+
+        async def send_after_the_body(message: Message) -> None:
+            nonlocal complete
+            if message["type"] == "http.response.start" and not complete:
+                await _discard_rest(receive)
+                complete = True
+            await send(message)
+
+        await self.app(scope, tracked_receive, send_after_the_body)
+
+
+async def _discard_rest(receive: Receive) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER_SECONDS
+    with contextlib.suppress(asyncio.TimeoutError):
+        while True:
+            wait = min(deadline - loop.time(), LINGER_PAUSE)
+            message = await asyncio.wait_for(receive(), max(wait, 0))
+            if not message.get("more_body", False):  # the end of the body, or a disconnect
+                return
 
 
 async def _unless_disconnected(request: Request, work: Any) -> ImagesResponse | None:
