@@ -71,12 +71,7 @@ class _Cell:
     """
 
     def __init__(
-        self,
-        label: str,
-        encoded: bytes,
-        image: Image.Image,
-        source: _Cell | None,
-        thumb_size: int,
+        self, label: str, encoded: bytes, image: Image.Image, source: _Cell | None, thumb_size: int
     ) -> None:
         self.label = label
         self.encoded = encoded  # as the backend sent it
@@ -139,8 +134,7 @@ class _Row:
         self.heading = widgets.HTML()
         self.strip = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.widget = widgets.VBox(
-            [self.heading, self.strip],
-            layout=widgets.Layout(margin=f"0 0 8px {24 * depth}px"),
+            [self.heading, self.strip], layout=widgets.Layout(margin=f"0 0 8px {24 * depth}px")
         )
         self.widget.add_class("ipy-images-row")
 

@@ -350,9 +350,7 @@ class ComparisonGrid:
 
 
 def _mimebundle(
-    grid: ImageGrid | ComparisonGrid,
-    include: Iterable[str] | None,
-    exclude: Iterable[str] | None,
+    grid: ImageGrid | ComparisonGrid, include: Iterable[str] | None, exclude: Iterable[str] | None
 ) -> dict[str, str]:
     """HTML and text always; the contact-sheet PNG only when asked for by `include`, since
     embedding it would double what the notebook stores."""

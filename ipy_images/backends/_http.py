@@ -27,13 +27,7 @@ import httpx
 
 from .._redact import redact
 from .._version import __version__
-from ..errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    status_error,
-)
+from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, status_error
 from ..models import ImageData, ImagesResponse, VariationRequest
 from ..sources import PreparedImage
 from ._base import Backend, Emit
@@ -262,9 +256,7 @@ class HTTPBackend(Backend):
             parsed = None
         request_id = answer.headers.get("x-request-id")
         error = status_error(
-            answer.status_code,
-            parsed,
-            request_id=self.redact(request_id) if request_id else None,
+            answer.status_code, parsed, request_id=self.redact(request_id) if request_id else None
         )
         error.message = self.redact(error.message)
         for name in ("type", "param", "code"):
