@@ -14,22 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import errors
 from ._version import __version__
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    InternalServerError,
-    InvalidImageError,
-    InvalidParameterError,
-    IpyImagesError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-)
+from .errors import *  # noqa: F403  # the exceptions, as listed in errors.__all__
 
 if TYPE_CHECKING:  # the lazy names below, spelled out so type checkers see the exports
     from IPython.core.interactiveshell import InteractiveShell
@@ -72,25 +59,8 @@ _LAZY = {
     "VariationExplorer": ".explorer",
 }
 
-__all__ = [
-    "APIConnectionError",
-    "APIError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AuthenticationError",
-    "BadRequestError",
-    "InternalServerError",
-    "InvalidImageError",
-    "InvalidParameterError",
-    "IpyImagesError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "__version__",
-    "load_ipython_extension",
-    "unload_ipython_extension",
-    *_LAZY,
-]
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", *_LAZY]
+__all__ += errors.__all__
 
 
 def __getattr__(name: str) -> Any:
