@@ -37,7 +37,7 @@ import ipywidgets as widgets
 from ._config import key_from_env
 from ._sync import background_loop, start_task
 from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
-from .grid import _thumbnail
+from .grid import _thumbnail, encode
 from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage
 
 if TYPE_CHECKING:
@@ -112,7 +112,9 @@ class _Cell:
     @functools.cached_property
     def png(self) -> bytes:
         """The full-resolution PNG: the backend's own bytes when they are PNG already."""
-        return self.encoded if self.encoded.startswith(_PNG_SIGNATURE) else _png(self.image)
+        if self.encoded.startswith(_PNG_SIGNATURE):
+            return self.encoded
+        return encode(self.image, "png")
 
     def mark(self, *, selected: bool) -> None:
         """Outline the inspected image in blue, first sources in the grids' orange."""
@@ -648,9 +650,3 @@ def _label_order(label: str) -> tuple[int, ...]:
         return (0, 1 if label == _SOURCE else int(label.rpartition(" ")[2]))
     row, _, index = label.partition(".")
     return (1, int(row), int(index))
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()

@@ -193,7 +193,7 @@ class ImageGrid:
         written: list[Path] = []
         try:
             for stem, cell in zip(stems, self._all_cells(), strict=True):
-                png = _encode(cell.image, "png")
+                png = encode(cell.image, "png")
                 written.append(write_new_file(folder, f"{prefix}-{stem}", ".png", png))
         except BaseException:
             # All or nothing: a full disk midway leaves the folder as it was.
@@ -357,7 +357,7 @@ def _mimebundle(
     wanted = set(include) if include else {"text/plain", "text/html"}
     bundle = {"text/plain": repr(grid), "text/html": grid.to_html()}
     if "image/png" in wanted:
-        bundle["image/png"] = base64.b64encode(_encode(grid.contact_sheet(), "png")).decode()
+        bundle["image/png"] = base64.b64encode(encode(grid.contact_sheet(), "png")).decode()
     return {k: v for k, v in bundle.items() if k in wanted and k not in set(exclude or ())}
 
 
@@ -429,7 +429,7 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
     target = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
     if target != picture.size:
         picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    content = _encode(picture, fmt)
+    content = encode(picture, fmt)
     data = base64.b64encode(content).decode("ascii")
     return _Thumb(picture, fmt, content, f"data:image/{fmt};base64,{data}")
 
@@ -444,7 +444,8 @@ def _auto_format(picture: Image.Image) -> str:
     return "png" if picture.getcolors(_FEW_COLOURS) is not None else "jpeg"
 
 
-def _encode(picture: Image.Image, fmt: str) -> bytes:
+def encode(picture: Image.Image, fmt: str) -> bytes:
+    """`picture` as a file of format `fmt` ("jpeg", "webp", or else PNG)."""
     buffer = io.BytesIO()
     if fmt == "jpeg":
         picture.save(buffer, "JPEG", quality=_JPEG_QUALITY, optimize=True)

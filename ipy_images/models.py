@@ -491,9 +491,11 @@ class ImagesResponse:
         place, so an interrupted save leaves nothing half-written. Returns the run folder.
         """
         from ._files import write_run
+        from .grid import encode
 
-        images = self.images
-        files = {f"variation-{i + 1:02d}.png": _png_bytes(img) for i, img in enumerate(images)}
+        files = {
+            f"variation-{i + 1:02d}.png": encode(img, "png") for i, img in enumerate(self.images)
+        }
         if self.source is not None:
             files["original.png"] = self.source.png
         files["metadata.json"] = json.dumps(self.metadata(), indent=2).encode()
@@ -575,9 +577,3 @@ class ResultImage:
 def _clip(text: str, limit: int = 60) -> str:
     """`text` cut to `limit` characters (with an ellipsis), for reprs of unbounded strings."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
