@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -74,40 +74,3 @@ def _wait(future: concurrent.futures.Future[T]) -> T:
             return future.result(timeout=0.2)
         except concurrent.futures.TimeoutError:
             continue
-
-
-def start_task(
-    coroutine: Callable[[], Coroutine[Any, Any, T]],
-    *,
-    keep: Callable[[asyncio.Task[T]], None],
-    settled: Callable[[asyncio.Task[T]], None],
-) -> concurrent.futures.Future[T]:
-    """Run `coroutine()` as a task on the background loop, for a front end's button.
-
-    Unlike `asyncio.run_coroutine_threadsafe`, the caller gets the task itself (`keep`),
-    so Cancel reaches it, and the returned future settles only after `settled(task)` has
-    reset the front end, so code that waits on it sees the final state. The reset is a
-    done callback rather than a `finally`, because a task cancelled before its first step
-    never runs its body at all.
-    """
-    loop = background_loop()
-    future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def settle(task: asyncio.Task[T]) -> None:
-        settled(task)
-        if future.done():  # cancelled by its holder, which also cancelled the task
-            return
-        if task.cancelled():
-            future.cancel()
-        elif task.exception() is not None:
-            future.set_exception(task.exception())
-        else:
-            future.set_result(task.result())
-
-    def start() -> None:
-        task = loop.create_task(coroutine())
-        keep(task)
-        task.add_done_callback(settle)
-
-    loop.call_soon_threadsafe(start)
-    return future

@@ -23,7 +23,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
-import html
 import io
 import json
 import threading
@@ -35,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ._config import key_from_env
-from ._sync import background_loop, start_task
+from ._sync import background_loop
+from ._ui import OneRunAtATime, line
 from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
 from .grid import _thumbnail, encode
 from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage
@@ -51,16 +51,13 @@ _WIPE_JPEG_QUALITY = 90
 # Full-size views are shown 1:1, shrunk only to fit the notebook's width (aspect kept).
 _FIT_WIDTH = {"max_width": "100%", "height": "auto"}
 _SOURCE = "source"
-_QUIET = "opacity:0.75;font-size:12px"
-_ERROR_COLOUR = "#d32f2f"
 _ORIGINAL_COLOUR = "#e8710a"  # as in the grids
 _SELECTED_COLOUR = "#1976d2"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _line(text: str, *, error: bool = False) -> str:
-    style = f"color:{_ERROR_COLOUR};font-weight:bold" if error else _QUIET
-    return f'<div style="{style};line-height:1.4">{html.escape(text)}</div>'
+    return line(text, error=error, quiet="opacity:0.75;font-size:12px")
 
 
 class _Cell:
@@ -233,7 +230,7 @@ class Wipe:
         return buffer.getvalue()
 
 
-class VariationExplorer(widgets.VBox):
+class VariationExplorer(OneRunAtATime[ImagesResponse], widgets.VBox):
     """Rows of thumbnails, one per generation, each under the image it varied.
 
     Click a thumbnail (or its label) to see it at full resolution beside its source; pick any
@@ -261,8 +258,6 @@ class VariationExplorer(widgets.VBox):
             )
         self.thumb_size = thumb_size
         self.selected: str | None = None
-        self.future: concurrent.futures.Future[ImagesResponse] | None = None
-        self._task: asyncio.Task[ImagesResponse] | None = None
         self._rows: list[_Row] = []
         self._cells: dict[str, _Cell] = {}
         self._wipe: Wipe | None = None
@@ -340,10 +335,6 @@ class VariationExplorer(widgets.VBox):
         images = sum(len(row.cells) for row in self._rows)
         rows = len(self._rows)
         return f"VariationExplorer({rows} row{'' if rows == 1 else 's'}, {images} images)"
-
-    @property
-    def running(self) -> bool:
-        return self.future is not None and not self.future.done()
 
     @property
     def responses(self) -> list[ImagesResponse]:
@@ -513,21 +504,7 @@ class VariationExplorer(widgets.VBox):
             if task.cancelled():
                 self.status.value = _line("Cancelled.")
 
-        def keep(task: asyncio.Task[ImagesResponse]) -> None:
-            self._task = task
-
-        future = start_task(
-            lambda: self._run(cell, picked, self.n.value), keep=keep, settled=settled
-        )
-        self.future = future
-        future.add_done_callback(lambda done: self.cancel() if done.cancelled() else None)
-        return future
-
-    def cancel(self) -> None:
-        """Stop the running "Vary this"; the images that arrived stay in its row."""
-        background_loop().call_soon_threadsafe(
-            lambda: self._task is not None and self._task.cancel()
-        )
+        return self._start_run(lambda: self._run(cell, picked, self.n.value), settled)
 
     async def _run(self, cell: _Cell, picked: ResultImage, n: int) -> ImagesResponse:
         from .client import AsyncVariationClient

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import html
 import os
 from typing import Any
 
@@ -29,7 +28,8 @@ from . import _current
 from ._config import key_from_env, resolve
 from ._live import LiveGrid
 from ._options import BACKENDS, choices
-from ._sync import background_loop, start_task
+from ._sync import background_loop
+from ._ui import OneRunAtATime, line
 from .client import AsyncVariationClient
 from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
 from .grid import ImageGrid
@@ -43,8 +43,6 @@ __all__ = ["MAX_UPLOAD_BYTES", "VariationForm"]
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 UPLOAD_HINT = "Uploads up to 8 MB; for a larger file, type its path instead."
 _PREVIEW_SIZE = 160
-_ERROR_COLOUR = "#d32f2f"
-_QUIET = "opacity:0.75"
 _LABEL_WIDTH = "90px"
 # Dropdowns cannot hold None (it means "nothing selected"), so "not given" has a value.
 _AUTO_BACKEND = "auto"
@@ -73,11 +71,6 @@ def _parse_seed(text: str) -> int | None:
         ) from None
 
 
-def _line(text: str, *, error: bool = False) -> str:
-    style = f"color:{_ERROR_COLOUR};font-weight:bold" if error else _QUIET
-    return f'<div style="{style};line-height:1.4">{html.escape(text)}</div>'
-
-
 def _as_uploaded(source: Any, prepared: PreparedImage) -> str:
     """The file as the user gave it, e.g. "451x300 JPEG, 27 KB" (not the prepared PNG)."""
     width, height = prepared.original_size
@@ -101,7 +94,7 @@ class _Snapshot:
     seed_text: str
 
 
-class VariationForm(widgets.VBox):
+class VariationForm(OneRunAtATime[ImagesResponse], widgets.VBox):
     """A form that makes image variations: pick an image, set the options, click Generate.
 
     Keyword arguments override the settings taken from the `%%variation` magic: `backend`
@@ -122,10 +115,8 @@ class VariationForm(widgets.VBox):
         if unknown:
             raise TypeError(f"VariationForm() got unknown settings: {', '.join(sorted(unknown))}")
         self.settings: dict[str, Any] = {**_current.settings(), **settings}
-        self.future: concurrent.futures.Future[ImagesResponse] | None = None
         self.status_text, self._error_shown = "", False
         self._results: list[ImagesResponse] = []
-        self._task: asyncio.Task[ImagesResponse] | None = None
         self._source_token = 0
         self._picked: ResultImage | None = None  # a history row's "Vary this"
         self._prepared: tuple[int, str, PreparedImage] | None = None
@@ -146,9 +137,9 @@ class VariationForm(widgets.VBox):
             style=wide,
             layout=widgets.Layout(flex="1 1 auto", min_width="300px"),
         )
-        self.upload_hint = widgets.HTML(_line(UPLOAD_HINT))
+        self.upload_hint = widgets.HTML(line(UPLOAD_HINT))
         self.preview = widgets.HTML(
-            _line("No image yet."),
+            line("No image yet."),
             layout=widgets.Layout(width=f"{_PREVIEW_SIZE + 40}px", margin="0 12px 0 0"),
         )
         self.backend = widgets.Dropdown(
@@ -254,10 +245,6 @@ class VariationForm(widgets.VBox):
     def results(self) -> list[ImagesResponse]:
         return list(self._results)
 
-    @property
-    def running(self) -> bool:
-        return self.future is not None and not self.future.done()
-
     def _offer_actions(self, row: widgets.VBox, response: ImagesResponse | None) -> None:
         """Under a finished run: pick an image and "Vary this", or "Explore" the run."""
         if response is not None and response.data:
@@ -268,7 +255,7 @@ class VariationForm(widgets.VBox):
     def _say(self, text: str, *, error: bool = False) -> None:
         """Set the status line: plain text in `status_text`, one styled line in `status`."""
         self.status_text, self._error_shown = text, error
-        self.status.value = _line(text, error=error)
+        self.status.value = line(text, error=error)
 
     # --- the image source -------------------------------------------------------------
 
@@ -347,11 +334,11 @@ class VariationForm(widgets.VBox):
         self._prepared = None
         source = self._current_source()
         if source is None:
-            self.preview.value = _line("No image yet.")
+            self.preview.value = line("No image yet.")
             return
         if self._error_shown:  # it was about the previous image or options
             self._say("Choose the options, then click Generate.")
-        self.preview.value = _line("Preparing…")
+        self.preview.value = line("Preparing…")
         coroutine = self._refresh_preview(self._source_token, source, self._client_settings())
         asyncio.run_coroutine_threadsafe(coroutine, background_loop())
 
@@ -363,7 +350,7 @@ class VariationForm(widgets.VBox):
                 await self._prepare(client, token, source)
         except Exception as exc:  # nobody awaits a preview: every failure is shown here
             if token == self._source_token:
-                self.preview.value = _line("No preview.")
+                self.preview.value = line("No preview.")
                 self._say(one_line(exc, key), error=True)
 
     async def _prepare(
@@ -427,8 +414,7 @@ class VariationForm(widgets.VBox):
         self.progress.value = 0
         self.progress.description = "0 images"
         self._say("Starting…")
-        self.future = self._start(snapshot)
-        return self.future
+        return self._start(snapshot)
 
     def vary(self, picked: ResultImage) -> concurrent.futures.Future[ImagesResponse]:
         """Make variations of a result with the form's options (what a history row's
@@ -444,12 +430,7 @@ class VariationForm(widgets.VBox):
     def cancel(self) -> None:
         """Stop the running run, if any; images that already arrived stay in its row."""
         self.cancel_button.disabled = True
-        background_loop().call_soon_threadsafe(self._cancel_task)
-
-    def _cancel_task(self) -> None:
-        # Runs on the loop after the task was created: _start schedules creation first.
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        super().cancel()
 
     def clear(self) -> None:
         """Remove every finished run from the history and from `results`."""
@@ -458,7 +439,7 @@ class VariationForm(widgets.VBox):
             self._results.clear()
 
     def _start(self, snapshot: _Snapshot) -> concurrent.futures.Future[ImagesResponse]:
-        """Run `snapshot` as a task on the background loop (see `start_task`)."""
+        """Run `snapshot` on the background loop (see `OneRunAtATime`)."""
 
         def settled(task: asyncio.Task[ImagesResponse]) -> None:
             self.generate_button.disabled = False
@@ -467,12 +448,7 @@ class VariationForm(widgets.VBox):
             if task.cancelled():
                 self._say("Cancelled.")
 
-        def keep(task: asyncio.Task[ImagesResponse]) -> None:
-            self._task = task
-
-        future = start_task(lambda: self._run(snapshot), keep=keep, settled=settled)
-        future.add_done_callback(lambda done: self.cancel() if done.cancelled() else None)
-        return future
+        return self._start_run(lambda: self._run(snapshot), settled)
 
     async def _run(self, snapshot: _Snapshot) -> ImagesResponse:
         live: LiveGrid | None = None
