@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, TextIO
 
 __all__ = ["Progress"]
@@ -52,12 +51,7 @@ class Progress:
             self._write(f"{self.prefix}: making {self.total} images on this machine\n")
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stopped.set()
         if self._ticker is not None:
             self._ticker.join()
