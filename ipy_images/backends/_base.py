@@ -48,11 +48,9 @@ class Backend(abc.ABC):
 
     def prepare(self, source: Any, fit: str) -> PreparedImage:
         """Load and prepare the source for this backend (runs in a worker thread)."""
-        if isinstance(source, PreparedImage) and (
-            not self.needs_square or source.image.width == source.image.height
-        ):
-            return source
         if isinstance(source, PreparedImage):
+            if not self.needs_square or source.image.width == source.image.height:
+                return source
             source = source.image
         return prepare_image(
             source,
@@ -73,7 +71,3 @@ class Backend(abc.ABC):
         emit: Emit,
     ) -> ImagesResponse:
         """Make `n` images; call `emit(first_index + i, data)` as each one is ready."""
-
-    async def aclose(self) -> None:
-        """Release connections or workers; nothing to release by default."""
-        return None

@@ -103,13 +103,9 @@ class HTTPBackend(Backend):
         """The largest result (as "WxH", either way round) when the size is not fixed."""
         return AUTO_SIZE_LIMIT
 
-    def largest_size(self, request: VariationRequest) -> tuple[int, int]:
-        """The largest result image the contract allows for `request`."""
-        return self.expected_size(request) or self.auto_size_limit(request)
-
     def max_image_bytes(self, request: VariationRequest) -> int:
         """The byte cap of one result image file (a downloaded URL result)."""
-        width, height = self.largest_size(request)
+        width, height = self.expected_size(request) or self.auto_size_limit(request)
         return width * height * _IMAGE_BYTES_PER_PIXEL + _IMAGE_BYTES_SLACK
 
     def max_answer_bytes(self, request: VariationRequest, n: int) -> int:

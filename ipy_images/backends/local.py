@@ -93,9 +93,14 @@ class LocalBackend(Backend):
             png = buffer.getvalue()
             return ImageData(b64_json=base64.b64encode(png).decode(), content=png)
 
+        def report(index: int, job: futures.Future[ImageData]) -> None:
+            """Emit a finished job's image on the event loop's thread."""
+            if not job.cancelled() and job.exception() is None:
+                loop.call_soon_threadsafe(emit, index, job.result())
+
         jobs = [_workers().submit(one, first_index + i) for i in range(n)]
         for job_index, job in enumerate(jobs):
-            job.add_done_callback(functools.partial(_report, loop, emit, first_index + job_index))
+            job.add_done_callback(functools.partial(report, first_index + job_index))
         try:
             data = await asyncio.gather(*(asyncio.wrap_future(job) for job in jobs))
         except BaseException:
@@ -112,15 +117,3 @@ class LocalBackend(Backend):
             request=request,
             source=image,
         )
-
-
-def _report(
-    loop: asyncio.AbstractEventLoop, emit: Emit, index: int, job: futures.Future[ImageData]
-) -> None:
-    """Emit a finished job's image on the event loop's thread."""
-    loop.call_soon_threadsafe(_emit_if_done, emit, index, job)
-
-
-def _emit_if_done(emit: Emit, index: int, job: futures.Future[ImageData]) -> None:
-    if not job.cancelled() and job.exception() is None:
-        emit(index, job.result())
