@@ -104,10 +104,8 @@ class ImageGrid:
         self.thumb_size = thumb_size
         self.thumb_format = thumb_format
         self.backend = backend
-        if caption is None:
-            self.caption_parts: list[str] = []
-        else:
-            self.caption_parts = [caption] if isinstance(caption, str) else list(caption)
+        parts = [caption] if isinstance(caption, str) else caption or []
+        self.caption_parts: list[str] = list(parts)
         self._cells: list[_Cell] = []
         self._original: _Cell | None = None
         if original is not None:
@@ -486,15 +484,8 @@ def _draw_sheet(
             x = left + _GAP + c * (cell_w + _GAP)
             thumb = cell.thumb
             if cell.original:
-                draw.rectangle(
-                    (
-                        x,
-                        top,
-                        x + thumb.width + 2 * _BORDER - 1,
-                        top + thumb.height + 2 * _BORDER - 1,
-                    ),
-                    fill=_ORIGINAL_COLOUR,
-                )
+                right, bottom = x + thumb.width + 2 * _BORDER, top + thumb.height + 2 * _BORDER
+                draw.rectangle((x, top, right - 1, bottom - 1), fill=_ORIGINAL_COLOUR)
             picture = thumb.image.convert("RGBA")
             sheet.paste(picture, (x + _BORDER, top + _BORDER), picture)
             title = _fit(draw, cell.title, font, cell_w)
