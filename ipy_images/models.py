@@ -140,6 +140,7 @@ _USAGE_FIELDS = (
     "input_tokens_details",
     "output_tokens_details",
 )
+_NO_TOKENS = {"text_tokens": 0, "image_tokens": 0}
 
 
 @dataclass
@@ -193,13 +194,10 @@ class Usage:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
-            "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}
-            | self.input_tokens_details,
+            "input_tokens_details": _NO_TOKENS | self.input_tokens_details,
         }
         if self.output_tokens_details:
-            out["output_tokens_details"] = {"text_tokens": 0, "image_tokens": 0} | dict(
-                self.output_tokens_details
-            )
+            out["output_tokens_details"] = _NO_TOKENS | self.output_tokens_details
         return out
 
 
@@ -263,12 +261,7 @@ class ImageData:
         return f"ImageData({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
-        out = dict(self.extra)
-        for key in ("b64_json", "url", "revised_prompt"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        return out
+        return {**self.extra, **_present(self, ("b64_json", "url", "revised_prompt"))}
 
 
 _RESPONSE_FIELDS = ("background", "output_format", "quality", "size")
@@ -337,16 +330,12 @@ class ImagesResponse:
     @classmethod
     def merge(cls, parts: list[ImagesResponse]) -> ImagesResponse:
         """One response from the answers of a fan-out, in the order given."""
-        first = parts[0]
         usages = [p.usage for p in parts if p.usage is not None]
-        usage = None
-        for u in usages:
-            usage = u if usage is None else usage + u
         return dataclasses.replace(
-            first,
+            parts[0],
             created=min(p.created for p in parts),
             data=[item for p in parts for item in p.data],
-            usage=usage,
+            usage=sum(usages, Usage()) if usages else None,
         )
 
     @property
@@ -356,11 +345,7 @@ class ImagesResponse:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of this response, in the `ImagesResponse` shape."""
-        out: dict[str, Any] = {"created": self.created, **self.extra}
-        for key in _RESPONSE_FIELDS:
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
+        out = {"created": self.created, **self.extra, **_present(self, _RESPONSE_FIELDS)}
         out["data"] = [item.to_dict() for item in self.data]
         if self.usage is not None:
             out["usage"] = self.usage.to_dict()
@@ -572,6 +557,11 @@ class ResultImage:
 
         grid = ImageGrid([self.image], titles=[f"#{self.index + 1}"])
         return {"text/plain": repr(self), "text/html": grid.to_html()}
+
+
+def _present(item: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The attributes `names` of `item` that are not None, for `to_dict`."""
+    return {name: getattr(item, name) for name in names if getattr(item, name) is not None}
 
 
 def _clip(text: str, limit: int = 60) -> str:
