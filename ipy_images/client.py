@@ -286,10 +286,7 @@ def _merge_or_raise(results: list[ImagesResponse | BaseException]) -> ImagesResp
     failures = [r for r in results if isinstance(r, BaseException)]
     if not failures:
         return ImagesResponse.merge(done)
-    for failure in failures:
-        if not isinstance(failure, Exception):
-            raise failure
-    error = failures[0]
+    error = next((f for f in failures if not isinstance(f, Exception)), failures[0])
     if not isinstance(error, APIError):
         raise error
     found = [r if isinstance(r, ImagesResponse) else getattr(r, "partial", None) for r in results]

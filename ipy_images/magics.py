@@ -373,9 +373,7 @@ def _collect(
     responses: dict[str, ImagesResponse] = {}
     error = None
     for label, outcome in zip(labels, results, strict=True):
-        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-            raise outcome
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             if not isinstance(outcome, IpyImagesError):
                 raise outcome
             partial_response = getattr(outcome, "partial", None)
@@ -398,8 +396,7 @@ def _final_grid(result: Any, live: LiveGrid) -> ImageGrid | ComparisonGrid:
 
     if isinstance(result, dict):
         return ImageGrid.compare(list(result.items()), thumb_size=live.thumb_size)
-    grid: ImageGrid = result.to_grid(thumb_size=live.thumb_size, columns=live.columns)
-    return grid
+    return result.to_grid(thumb_size=live.thumb_size, columns=live.columns)
 
 
 @contextlib.contextmanager
