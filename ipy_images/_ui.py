@@ -47,9 +47,7 @@ class OneRunAtATime(Generic[T]):
         )
 
     def _start_run(
-        self,
-        run: Callable[[], Coroutine[Any, Any, T]],
-        settled: Callable[[asyncio.Task[T]], None],
+        self, run: Callable[[], Coroutine[Any, Any, T]], settled: Callable[[asyncio.Task[T]], None]
     ) -> concurrent.futures.Future[T]:
         """Start `run()` as a task on the background loop; returns (and keeps) its future."""
         loop = background_loop()

@@ -271,20 +271,17 @@ def _demo(args: argparse.Namespace) -> int:
 
     async def run(progress: Progress) -> list[ImagesResponse]:
         async with AsyncVariationClient(backend="local") as client:
-            return list(
-                await asyncio.gather(
-                    *(
-                        client.create_variation(
-                            sample_image(name),
-                            n=args.n,
-                            size=args.size,
-                            seed=args.seed,
-                            on_image=progress.on_image(name),
-                        )
-                        for name in DEMO_SAMPLES
-                    )
+            runs = [
+                client.create_variation(
+                    sample_image(name),
+                    n=args.n,
+                    size=args.size,
+                    seed=args.seed,
+                    on_image=progress.on_image(name),
                 )
-            )
+                for name in DEMO_SAMPLES
+            ]
+            return list(await asyncio.gather(*runs))
 
     total = args.n * len(DEMO_SAMPLES)
     with Progress(total, prefix=f"{PROG} demo", lines=True) as progress:

@@ -39,9 +39,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 120.0  # image models often take 10-60 s per request
 _REQUEST = frozenset(field.name for field in dataclasses.fields(VariationRequest))
-_CLIENT = frozenset(
-    ("backend", "api_key", "base_url", "model", "timeout", "max_retries", "max_concurrency")
-)
+_CLIENT = {*CLIENT_OPTIONS, "api_key"} - {"model"}  # `model` goes with the request
 
 
 def _given(values: dict[str, Any], names: Container[str]) -> dict[str, Any]:
@@ -396,7 +394,7 @@ async def acreate_variation(
         >>> response = await acreate_variation("cat.png", n=4, backend="local", seed=1)
     """
     options = locals()
-    async with AsyncVariationClient(**_given(options, _CLIENT - {"model"})) as client:
+    async with AsyncVariationClient(**_given(options, _CLIENT)) as client:
         return await client.create_variation(image, **_given(options, {*_REQUEST, "on_image"}))
 
 

@@ -414,7 +414,15 @@ class VariationForm(OneRunAtATime[ImagesResponse], widgets.VBox):
         self.progress.value = 0
         self.progress.description = "0 images"
         self._say("Starting…")
-        return self._start(snapshot)
+
+        def settled(task: asyncio.Task[ImagesResponse]) -> None:
+            self.generate_button.disabled = False
+            self.cancel_button.disabled = True
+            self.clear_button.disabled = False
+            if task.cancelled():
+                self._say("Cancelled.")
+
+        return self._start_run(lambda: self._run(snapshot), settled)
 
     def vary(self, picked: ResultImage) -> concurrent.futures.Future[ImagesResponse]:
         """Make variations of a result with the form's options (what a history row's
@@ -437,18 +445,6 @@ class VariationForm(OneRunAtATime[ImagesResponse], widgets.VBox):
         if not self.running:
             self.history.children = ()
             self._results.clear()
-
-    def _start(self, snapshot: _Snapshot) -> concurrent.futures.Future[ImagesResponse]:
-        """Run `snapshot` on the background loop (see `OneRunAtATime`)."""
-
-        def settled(task: asyncio.Task[ImagesResponse]) -> None:
-            self.generate_button.disabled = False
-            self.cancel_button.disabled = True
-            self.clear_button.disabled = False
-            if task.cancelled():
-                self._say("Cancelled.")
-
-        return self._start_run(lambda: self._run(snapshot), settled)
 
     async def _run(self, snapshot: _Snapshot) -> ImagesResponse:
         live: LiveGrid | None = None
