@@ -257,7 +257,7 @@ class AsyncVariationClient:
 
         async def batch(first: int, count: int) -> ImagesResponse:
             async with limit:
-                return await backend.create(prepared, request, count, first_index=first, emit=emit)
+                return await backend.create(prepared, request, count, first=first, emit=emit)
 
         starts = range(0, request.n, backend.max_batch)
         tasks = [

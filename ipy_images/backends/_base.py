@@ -62,12 +62,6 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def create(
-        self,
-        image: PreparedImage,
-        request: VariationRequest,
-        n: int,
-        *,
-        first_index: int,
-        emit: Emit,
+        self, image: PreparedImage, request: VariationRequest, n: int, *, first: int, emit: Emit
     ) -> ImagesResponse:
-        """Make `n` images; call `emit(first_index + i, data)` as each one is ready."""
+        """Make `n` images, numbered from `first`; call `emit(first + i, data)` as each is ready."""

@@ -133,13 +133,7 @@ class HTTPBackend(Backend):
             )
 
     async def create(
-        self,
-        image: PreparedImage,
-        request: VariationRequest,
-        n: int,
-        *,
-        first_index: int,
-        emit: Emit,
+        self, image: PreparedImage, request: VariationRequest, n: int, *, first: int, emit: Emit
     ) -> ImagesResponse:
         fields = self.form_fields(request, n)
         files = {"image": (image.filename, image.png, image.mime)}
@@ -160,7 +154,7 @@ class HTTPBackend(Backend):
                 item.content = await self._download(item.url, request)
             assert item.content is not None  # _parse refuses items with neither
             self.check_result_size(check_image(item.content), request)
-            emit(first_index + offset, item)
+            emit(first + offset, item)
 
         outcomes = await asyncio.gather(
             *(deliver(offset, item) for offset, item in enumerate(response.data)),

@@ -63,13 +63,7 @@ class LocalBackend(Backend):
             )
 
     async def create(
-        self,
-        image: PreparedImage,
-        request: VariationRequest,
-        n: int,
-        *,
-        first_index: int,
-        emit: Emit,
+        self, image: PreparedImage, request: VariationRequest, n: int, *, first: int, emit: Emit
     ) -> ImagesResponse:
         from ..engine import generate_variation
 
@@ -98,9 +92,9 @@ class LocalBackend(Backend):
             if not job.cancelled() and job.exception() is None:
                 loop.call_soon_threadsafe(emit, index, job.result())
 
-        jobs = [_workers().submit(one, first_index + i) for i in range(n)]
+        jobs = [_workers().submit(one, first + i) for i in range(n)]
         for job_index, job in enumerate(jobs):
-            job.add_done_callback(functools.partial(report, first_index + job_index))
+            job.add_done_callback(functools.partial(report, first + job_index))
         try:
             data = await asyncio.gather(*(asyncio.wrap_future(job) for job in jobs))
         except BaseException:
