@@ -484,8 +484,7 @@ class VariationExplorer(OneRunAtATime[ImagesResponse], widgets.VBox):
         Returns at once; the new row fills in as images arrive. While a run is going, this
         returns that run's future; Cancel keeps the images that already arrived.
         """
-        if self.running:
-            assert self.future is not None
+        if self.running and self.future is not None:
             return self.future
         cell = self._cell(label or self.selected or "")
         picked = cell.result

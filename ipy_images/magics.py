@@ -275,15 +275,11 @@ class VariationMagics(Magics, Configurable):
                 result, error = None, one_line(exc, secret)
             if result is not None and output:
                 user_ns[output] = result
-            bundle: dict[str, str] = {}
-            if result is not None:
-                bundle = _final_grid(result, live)._repr_mimebundle_()
+            bundle = {} if result is None else _final_grid(result, live)._repr_mimebundle_()
             if error:
                 line = f"UsageError: {error}"
                 bundle["text/plain"] = "\n".join(filter(None, [bundle.get("text/plain"), line]))
-                bundle["text/html"] = (
-                    bundle.get("text/html", "") + f"<pre>{html.escape(line)}</pre>"
-                )
+                bundle["text/html"] = f"{bundle.get('text/html', '')}<pre>{html.escape(line)}</pre>"
             handle.update(bundle, raw=True)
 
         future = asyncio.run_coroutine_threadsafe(job(), background_loop())

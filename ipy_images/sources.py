@@ -173,8 +173,7 @@ def _from_path(path: Path, draft_side: int | None) -> tuple[Image.Image, str]:
         )
     if path.is_dir():
         raise InvalidImageError(f"'{path}' is a folder; give the path of an image file in it.")
-    content = path.read_bytes()
-    return _decode(content, path.name, draft_side), path.name
+    return _decode(path.read_bytes(), path.name, draft_side), path.name
 
 
 def source_url(source: Any) -> str | None:
