@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import dataclasses
 import email.utils
 import io
@@ -331,19 +332,11 @@ def _retry_delay(attempt: int, answer: httpx.Response | None) -> float:
 
 
 def _asked_delay(headers: httpx.Headers) -> float | None:
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return float(milliseconds) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
+    with contextlib.suppress(ValueError):
+        return float(headers.get("retry-after-ms", "")) / 1000
+    value = headers.get("retry-after", "")
+    with contextlib.suppress(ValueError):
         return float(value)
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
