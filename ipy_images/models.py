@@ -83,27 +83,6 @@ class VariationRequest:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...], *, backend: str) -> None:
-    """Refuse `value` unless it is one of `choices`, naming them all."""
-    if value not in choices:
-        listed = ", ".join(repr(c) for c in choices)
-        raise InvalidParameterError(
-            f"{name}={value!r} is not accepted by the {backend} backend; use one of {listed}.",
-            param=name,
-        )
-
-
-def refuse_unsupported(request: VariationRequest, names: Iterable[str], *, backend: str) -> None:
-    """Refuse options that `backend` would otherwise silently ignore."""
-    given = [name for name in names if getattr(request, name) is not None]
-    if given:
-        raise InvalidParameterError(
-            f"the {backend} backend does not take {', '.join(given)}; "
-            "leave it out or choose another backend.",
-            param=given[0],
-        )
-
-
 def caption(
     backend: str | None,
     request: VariationRequest | None,

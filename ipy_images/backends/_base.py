@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .._options import BACKENDS
-from ..models import ImageData, ImagesResponse, VariationRequest, check_choice, refuse_unsupported
+from ..errors import InvalidParameterError
+from ..models import ImageData, ImagesResponse, VariationRequest
 from ..sources import PreparedImage, prepare_image
 
 Emit = Callable[[int, ImageData], None]
@@ -33,18 +34,30 @@ class Backend(abc.ABC):
         self.check_choices(request)
 
     def refuse_unsupported(self, request: VariationRequest) -> None:
-        """Refuse the options this backend's table entry does not list."""
+        """Refuse the options this backend's table entry does not list, which it would
+        otherwise silently ignore."""
         taken = BACKENDS[self.name].options
-        fields = [f.name for f in dataclasses.fields(request) if f.name not in taken]
-        refuse_unsupported(request, fields, backend=self.name)
+        names = [f.name for f in dataclasses.fields(request) if f.name not in taken]
+        given = [name for name in names if getattr(request, name) is not None]
+        if given:
+            raise InvalidParameterError(
+                f"the {self.name} backend does not take {', '.join(given)}; "
+                "leave it out or choose another backend.",
+                param=given[0],
+            )
 
     def check_choices(self, request: VariationRequest, *, by: str | None = None) -> None:
-        """Refuse values outside the choices of this backend's table entry."""
+        """Refuse values outside the choices of this backend's table entry, naming them all."""
         spec = BACKENDS[self.name]
         for option in spec.options:
             value, choices = getattr(request, option), spec.choices(option)
-            if value is not None and choices:
-                check_choice(option, value, choices, backend=by or self.name)
+            if value is not None and choices and value not in choices:
+                listed = ", ".join(repr(c) for c in choices)
+                raise InvalidParameterError(
+                    f"{option}={value!r} is not accepted by the {by or self.name} backend; "
+                    f"use one of {listed}.",
+                    param=option,
+                )
 
     def prepare(self, source: Any, fit: str) -> PreparedImage:
         """Load and prepare the source for this backend (runs in a worker thread)."""
