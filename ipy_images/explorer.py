@@ -80,15 +80,10 @@ class _Cell:
             value=thumb.content, format=thumb.format, width=thumb.width, height=thumb.height
         )
         tooltip = f"Inspect {label} at full resolution"
+        width, height = f"{thumb.width}px", f"{thumb.height}px"
+        layout = widgets.Layout(width=width, height=height, margin=f"-{height} 0 0 0", padding="0")
         self.overlay = widgets.Button(
-            tooltip=tooltip,
-            style={"button_color": "transparent"},
-            layout=widgets.Layout(
-                width=f"{thumb.width}px",
-                height=f"{thumb.height}px",
-                margin=f"-{thumb.height}px 0 0 0",
-                padding="0",
-            ),
+            tooltip=tooltip, style={"button_color": "transparent"}, layout=layout
         )
         self.overlay.add_class("ipy-images-thumb-button")
         self.button = widgets.Button(

@@ -14,5 +14,4 @@ if TYPE_CHECKING:
 def backend_class(name: str) -> type[Backend]:
     """The backend class called `name` (a key of BACKENDS), imported on first use."""
     module, _, attribute = BACKENDS[name].load.partition(":")
-    cls: type[Backend] = getattr(importlib.import_module(module, __name__), attribute)
-    return cls
+    return getattr(importlib.import_module(module, __name__), attribute)
