@@ -43,7 +43,7 @@ __all__ = ["MAX_UPLOAD_BYTES", "VariationForm"]
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 UPLOAD_HINT = "Uploads up to 8 MB; for a larger file, type its path instead."
 _PREVIEW_SIZE = 160
-_LABEL_WIDTH = "90px"
+_WIDE = {"description_width": "90px"}  # the labels' width, the same for every field
 # Dropdowns cannot hold None (it means "nothing selected"), so "not given" has a value.
 _AUTO_BACKEND = "auto"
 _DEFAULT = ""
@@ -69,6 +69,12 @@ def _parse_seed(text: str) -> int | None:
         raise InvalidParameterError(
             f"seed must be a whole number, or empty for a random one; not {text!r}.", param="seed"
         ) from None
+
+
+def _text(description: str, value: Any = None, **options: Any) -> widgets.Text:
+    """A text box of the form, labelled like the others; None shows as empty."""
+    value = "" if value is None else str(value)
+    return widgets.Text(value=value, description=description, style=_WIDE, **options)
 
 
 def _as_uploaded(source: Any, prepared: PreparedImage) -> str:
@@ -121,7 +127,6 @@ class VariationForm(OneRunAtATime[ImagesResponse], widgets.VBox):
         self._picked: ResultImage | None = None  # a history row's "Vary this"
         self._prepared: tuple[int, str, PreparedImage] | None = None
         self._runs = 0
-        wide = {"description_width": _LABEL_WIDTH}
 
         self.upload = widgets.FileUpload(
             accept="image/*",
@@ -130,11 +135,10 @@ class VariationForm(OneRunAtATime[ImagesResponse], widgets.VBox):
             tooltip=UPLOAD_HINT,
             layout=widgets.Layout(width="150px"),
         )
-        self.source_text = widgets.Text(
-            description="or path/URL",
+        self.source_text = _text(
+            "or path/URL",
             placeholder="data/chelsea.jpg or https://…/cat.png, then Enter",
             continuous_update=False,
-            style=wide,
             layout=widgets.Layout(flex="1 1 auto", min_width="300px"),
         )
         self.upload_hint = widgets.HTML(line(UPLOAD_HINT))
@@ -146,36 +150,22 @@ class VariationForm(OneRunAtATime[ImagesResponse], widgets.VBox):
             description="backend",
             options=[_AUTO_BACKEND, *BACKENDS],
             value=self.settings["backend"] or _AUTO_BACKEND,
-            style=wide,
+            style=_WIDE,
         )
         self.n = widgets.BoundedIntText(
-            value=self.settings["n"], min=1, max=MAX_N, description="n", style=wide
+            value=self.settings["n"], min=1, max=MAX_N, description="n", style=_WIDE
         )
-        self.model = widgets.Text(
-            value=self.settings["model"] or "",
-            description="model",
-            placeholder="backend default",
-            style=wide,
-        )
-        self.seed = widgets.Text(
-            value="" if seed is None else str(seed),
-            description="seed",
-            placeholder="random",
-            style=wide,
-        )
-        self.prompt = widgets.Text(
-            description="prompt",
+        self.model = _text("model", self.settings["model"], placeholder="backend default")
+        self.seed = _text("seed", seed, placeholder="random")
+        self.prompt = _text(
+            "prompt",
             placeholder="default: a variation keeping subject, style and palette",
-            style=wide,
             layout=widgets.Layout(width="100%"),
         )
         for _, attribute, label in _CHOICES:
-            setattr(self, attribute, widgets.Dropdown(description=label, style=wide))
-        self.base_url = widgets.Text(
-            value=self.settings["base_url"] or "",
-            description="server",
-            placeholder="default: OPENAI_BASE_URL",
-            style=wide,
+            setattr(self, attribute, widgets.Dropdown(description=label, style=_WIDE))
+        self.base_url = _text(
+            "server", self.settings["base_url"], placeholder="default: OPENAI_BASE_URL"
         )
         self.generate_button = widgets.Button(
             description="Generate", button_style="primary", icon="play"
