@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import io
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import ClassVar
 
 from .._options import BACKENDS
 from ..errors import InvalidParameterError
+from ..grid import encode
 from ..models import ImageData, ImagesResponse, VariationRequest
 from ..sources import PreparedImage
 from ._base import Backend, Emit
@@ -82,9 +82,7 @@ class LocalBackend(Backend):
                 diversity=_DIVERSITY if request.diversity is None else request.diversity,
                 cancel=cancel,
             )
-            buffer = io.BytesIO()
-            variation.save(buffer, format="PNG")
-            png = buffer.getvalue()
+            png = encode(variation, "png")
             return ImageData(b64_json=base64.b64encode(png).decode(), content=png)
 
         def report(index: int, job: futures.Future[ImageData]) -> None:
