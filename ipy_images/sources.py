@@ -188,15 +188,14 @@ def source_url(source: Any) -> str | None:
 
 def _from_download(fetched: Download, draft_side: int | None) -> tuple[Image.Image, str]:
     name, kind = fetched.name, fetched.content_type
-    if kind and not kind.startswith("image/") and kind != "application/octet-stream":
-        try:
-            return _decode(fetched.content, name, draft_side), name
-        except InvalidImageError:
-            raise InvalidImageError(
-                f"{fetched.url} answered with {kind}, not an image; give the URL of the image "
-                "itself."
-            ) from None
-    return _decode(fetched.content, name, draft_side), name
+    try:
+        return _decode(fetched.content, name, draft_side), name
+    except InvalidImageError:
+        if not kind or kind.startswith("image/") or kind == "application/octet-stream":
+            raise
+        raise InvalidImageError(
+            f"{fetched.url} answered with {kind}, not an image; give the URL of the image itself."
+        ) from None
 
 
 def _looks_like_upload(value: Any) -> bool:
