@@ -12,6 +12,13 @@ loaded from the git history under another name, so no copy of it is kept) and th
 - coarse: coher. after reducing input and output to 64 px (broken objects, layouts);
 - copy: over the samples, the largest share of output patches whose nearest input patch
   sits at one common offset (+-1 px); a shifted copy of the input scores about 0.9;
+- repeat: at 64 px, the share of the output's distinctive content (weighted by how unlike
+  the rest of the input each source patch is) whose source region also appears far away
+  in the same output: a subject drawn twice (two faces, four eyes). Coherence, worst and
+  coarse cannot see this: a duplicated face is made of perfectly coherent patches. The
+  input itself scores 0, its left half drawn twice side by side 0.97. Patches that are not
+  the input's (a mirrored copy scores 0.8) read as repeats too, so it is meant for outputs
+  made of input patches, as both engines' are;
 - divers.: per-pixel std of grey values across the samples, averaged, divided by the
   input's grey std (SinGAN's measure).
 
@@ -72,6 +79,7 @@ class Row:
     worst: float
     coarse: float
     copy: float
+    repeat: float
     diversity: float
     sweep: list[float]
 
@@ -159,6 +167,36 @@ def copy_share(chosen: np.ndarray, found: np.ndarray, grid: int) -> float:
     return float(near.max()) / len(chosen)
 
 
+def uniqueness(keys: np.ndarray) -> np.ndarray:
+    """Each patch's distance to the most similar patch a fifth of the side or more away,
+    relative to the mean: high for an eye or a cup, low for fur or sky."""
+    grid = int(np.sqrt(len(keys)))
+    distances = faiss.pairwise_distances(keys, keys)
+    y, x = np.divmod(np.arange(len(keys)), grid)
+    near = np.maximum(np.abs(y[:, None] - y), np.abs(x[:, None] - x)) <= grid // 5
+    distances[near] = np.inf
+    unique = np.sqrt(np.maximum(distances.min(axis=1), 0))
+    return unique / unique.mean()
+
+
+def repeat_share(found: np.ndarray, weights: np.ndarray) -> float:
+    """Share of the weighted output patches (a square grid, row-major) whose source cell,
+    a twelfth of the side, is also the source of a patch over a fifth of the side away."""
+    grid = int(np.sqrt(len(found)))
+    cell, far, cells_across = max(2, grid // 12), grid // 5, grid // max(2, grid // 12) + 1
+    (sy, sx), (oy, ox) = np.divmod(found, grid), np.divmod(np.arange(len(found)), grid)
+    cells = (sy // cell) * cells_across + sx // cell
+    spread = []
+    for position in (oy, ox):
+        low, high = np.full(cells_across**2, grid), np.full(cells_across**2, -1)
+        np.minimum.at(low, cells, position)
+        np.maximum.at(high, cells, position)
+        spread.append(high - low)
+    repeated = np.maximum(*spread)[cells] > far
+    weight = weights[found] ** 2
+    return float(np.sum(weight * repeated) / np.sum(weight))
+
+
 def grey(pixels: np.ndarray) -> np.ndarray:
     return pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -193,7 +231,10 @@ def measure(engine: Engine, image: Image.Image, sweep: bool) -> tuple[Row, list[
         for out in outputs
     ]
     coarse_keys = patches(shrink(source, COARSE))
-    coarse = [nearest(patches(shrink(out, COARSE)), coarse_keys)[0].mean() for out in outputs]
+    coarse_found = [nearest(patches(shrink(out, COARSE)), coarse_keys) for out in outputs]
+    coarse = [distances.mean() for distances, _ in coarse_found]
+    distinct = uniqueness(coarse_keys)
+    repeat = [repeat_share(found, distinct) for _, found in coarse_found]
     knob = []
     if sweep:
         for value in SWEEP:
@@ -206,6 +247,7 @@ def measure(engine: Engine, image: Image.Image, sweep: bool) -> tuple[Row, list[
         worst=float(np.mean([np.quantile(d, 0.95) for d in coherence])),
         coarse=float(np.mean(coarse)),
         copy=max(copies),
+        repeat=float(np.mean(repeat)),
         diversity=diversity(source, outputs),
         sweep=knob,
     )
@@ -285,6 +327,7 @@ def main() -> None:
         ("worst", 7, ".4f", lambda r: r.worst),
         ("coarse", 7, ".4f", lambda r: r.coarse),
         ("copy", 5, ".2f", lambda r: r.copy),
+        ("repeat", 6, ".3f", lambda r: r.repeat),
         ("divers.", 7, ".3f", lambda r: r.diversity),
     ]
     header = "".join(f" {title:>{width}}" for title, width, _, _ in columns)
