@@ -53,7 +53,6 @@ from ._redact import redact
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
 from .models import ImageData, ImagesResponse
-from .sources import PreparedImage
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -244,12 +243,9 @@ def create_app(
             Route("/health", _health, methods=["GET"]),
         ],
         middleware=[Middleware(_DiscardUnreadBody)],
-        exception_handlers={
-            Refusal: _refusal_response,
-            HTTPException: _http_error_response,
-            ClientDisconnect: _disconnected_response,
-            Exception: _server_error_response,
-        },
+        exception_handlers=dict.fromkeys(
+            (Refusal, HTTPException, ClientDisconnect, Exception), _error_response
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -262,6 +258,7 @@ async def _variations(request: Request) -> Response:
     fields, upload = await _read_form(request, settings)
     try:
         options = _options(fields)
+        response_format = options.pop("response_format")
         await _check_png_header(upload)
         response = await _unless_disconnected(request, _generate(settings, upload, options))
     finally:
@@ -269,7 +266,7 @@ async def _variations(request: Request) -> Response:
     if response is None:  # nobody is left to answer; the status is only for the access log
         settings.abandoned += 1
         return Response(status_code=499)
-    return JSONResponse(_answer(request, response, options["response_format"], settings.urls))
+    return JSONResponse(_answer(request, response, response_format, settings.urls))
 
 
 async def _generate(
@@ -277,14 +274,12 @@ async def _generate(
 ) -> ImagesResponse:
     # Decoding takes memory in proportion to the picture, so it waits for a slot too.
     async with settings.gate.admit():
-        image = await _image(upload, settings.client)
-        return await settings.client.generate(
-            image,
-            n=options["n"],
-            size=options["size"],
-            model=options["model"],
-            user=options["user"],
-        )
+        await upload.seek(0)  # back before the header that `_check_png_header` read
+        try:  # decoding runs off the event loop
+            image = await settings.client.prepare(await upload.read(), fit="strict")
+        except InvalidImageError as exc:
+            raise Refusal(400, str(exc), param="image") from None
+        return await settings.client.generate(image, **options)
 
 
 async def _file(request: Request) -> Response:
@@ -532,16 +527,6 @@ async def _check_png_header(upload: UploadFile) -> None:
             )
 
 
-async def _image(upload: UploadFile, client: AsyncVariationClient) -> PreparedImage:
-    """The uploaded PNG, decoded (after `_check_png_header`)."""
-    await upload.seek(0)
-    data = await upload.read()
-    try:
-        return await client.prepare(data, fit="strict")  # decoding runs off the event loop
-    except InvalidImageError as exc:
-        raise Refusal(400, str(exc), param="image") from None
-
-
 class _DiscardUnreadBody:
     """Discards the unread rest of a request body before an early answer goes out.
 
@@ -626,31 +611,18 @@ def _png(item: ImageData) -> bytes:
     return item.content
 
 
-async def _refusal_response(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Refusal)
+async def _error_response(request: Request, exc: Exception) -> Response:
+    """Every error in the OpenAI error shape, routing errors (404, 405) included."""
+    if isinstance(exc, ClientDisconnect):
+        return Response(status_code=499)  # the client left mid-upload; nobody reads this
+    if isinstance(exc, HTTPException):
+        message = f"Invalid URL ({request.method} {request.url.path})"
+        exc = Refusal(exc.status_code, message, headers=exc.headers)
+    elif not isinstance(exc, Refusal):
+        # uvicorn logs the traceback (never the headers, which may carry the bearer token).
+        message = "The server had an error while processing your request."
+        exc = Refusal(500, message, type="server_error")
     return exc.response()
-
-
-async def _http_error_response(request: Request, exc: Exception) -> Response:
-    """Routing errors (404, 405) in the OpenAI error shape."""
-    assert isinstance(exc, HTTPException)
-    message = (
-        f"Invalid URL ({request.method} {request.url.path})"
-        if exc.status_code in (404, 405)
-        else str(exc.detail)
-    )
-    return Refusal(exc.status_code, message, headers=exc.headers).response()
-
-
-async def _disconnected_response(request: Request, exc: Exception) -> Response:
-    return Response(status_code=499)  # the client left mid-upload; nobody reads this
-
-
-async def _server_error_response(request: Request, exc: Exception) -> Response:
-    # uvicorn logs the traceback (never the headers, which may carry the bearer token).
-    return Refusal(
-        500, "The server had an error while processing your request.", type="server_error"
-    ).response()
 
 
 class _AccessLogFilter(logging.Filter):
