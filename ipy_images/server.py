@@ -52,7 +52,7 @@ from ._options import BACKENDS, BackendSpec
 from ._redact import redact
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
-from .models import ImageData, ImagesResponse
+from .models import ImagesResponse
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -595,20 +595,15 @@ async def _unless_disconnected(request: Request, work: Any) -> ImagesResponse | 
 def _answer(
     request: Request, response: ImagesResponse, response_format: str, urls: _UrlStore
 ) -> dict[str, Any]:
-    if response_format == "b64_json":
-        data = [{"b64_json": item.b64_json} for item in response.data]
-    else:
-        data = [
-            {"url": str(request.url_for("file", token=urls.put(_png(item))))}
-            for item in response.data
-        ]
+    data: list[dict[str, str | None]] = []
+    for item in response.data:
+        if response_format == "b64_json":
+            data.append({"b64_json": item.b64_json})
+        elif item.content is None:  # the local backend always keeps the bytes it encoded
+            raise RuntimeError("the engine returned an image without its PNG bytes")
+        else:
+            data.append({"url": str(request.url_for("file", token=urls.put(item.content)))})
     return {"created": response.created, "data": data}
-
-
-def _png(item: ImageData) -> bytes:
-    if item.content is None:  # the local backend always keeps the bytes it encoded
-        raise RuntimeError("the engine returned an image without its PNG bytes")
-    return item.content
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:
