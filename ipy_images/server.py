@@ -65,6 +65,7 @@ MAX_IMAGE_BYTES = 4 * MB
 CONTRACT = BACKENDS["variations"]  # the legacy contract this server speaks...
 ENGINE = BACKENDS["local"]  # ...from the local engine
 FIELDS = frozenset({"image", "model", "n", "response_format", "size", "user"})
+# Also the answer to a body too large, whatever its size, so that SDKs raise the same error.
 NOT_A_SMALL_PNG = "Uploaded image must be a PNG and less than 4 MB."
 URL_STORE_BYTES = 512 * MB  # the oldest results are dropped beyond this, even before expiry
 UPLOADS_BYTES = 64 * MB  # all request bodies being received at once; beyond, 429
@@ -101,9 +102,8 @@ class Refusal(Exception):
 class _UrlStore:
     """Result PNGs kept in memory under unguessable tokens until they expire."""
 
-    def __init__(self, ttl: float, max_bytes: int = URL_STORE_BYTES) -> None:
+    def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.max_bytes = max_bytes
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # oldest first
         self._bytes = 0
 
@@ -115,7 +115,7 @@ class _UrlStore:
         token = secrets.token_urlsafe(24)
         self._items[token] = (time.monotonic(), png)
         self._bytes += len(png)
-        while self._bytes > self.max_bytes and len(self._items) > 1:
+        while self._bytes > URL_STORE_BYTES and len(self._items) > 1:
             self._drop_oldest()
         return token
 
@@ -335,10 +335,6 @@ def _authorize(api_key: str | None, authorization: str | None) -> None:
         )
 
 
-class _FormParser(MultiPartParser):
-    spool_max_size = SPOOL_BYTES  # so stalled uploads hold little memory
-
-
 async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, str], UploadFile]:
     """The text fields and the `image` file part of a multipart body, read as it arrives."""
     content_type = request.headers.get("content-type", "")
@@ -353,7 +349,7 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
         if not declared.isascii() or not declared.isdigit():
             raise Refusal(400, "Invalid Content-Length header.")
         if int(declared) > settings.max_body:
-            raise _too_large()
+            raise Refusal(400, NOT_A_SMALL_PNG, param="image")
     # A declared length is held from the start, so a flood of uploads is refused unstored.
     held = int(declared or 0)
     if settings.uploading + held > settings.max_uploading:
@@ -378,7 +374,7 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
             received += len(chunk)
             # Also counted while reading: chunked bodies declare no length.
             if received > settings.max_body:
-                raise _too_large()
+                raise Refusal(400, NOT_A_SMALL_PNG, param="image")
             if received > held:
                 if settings.uploading + received - held > settings.max_uploading:
                     raise _busy_uploading(settings.read_timeout)
@@ -386,9 +382,10 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
                 held = received
             yield chunk
 
-    parser = _FormParser(
+    parser = MultiPartParser(
         request.headers, body(), max_files=4, max_fields=16, max_part_size=64 * 1024
     )
+    parser.spool_max_size = SPOOL_BYTES  # so stalled uploads hold little memory
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -427,11 +424,6 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
         await form.close()
         raise
     return fields, upload
-
-
-def _too_large() -> Refusal:
-    # Whatever the body's size, the answer a too-large image gets, so SDKs raise the same.
-    return Refusal(400, NOT_A_SMALL_PNG, param="image")
 
 
 def _stalled(read_timeout: float) -> Refusal:
