@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -53,9 +53,6 @@ from ._redact import redact
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
 from .models import ImagesResponse
-
-if TYPE_CHECKING:
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["create_app", "serve"]
 
@@ -292,11 +289,8 @@ async def _file(request: Request) -> Response:
             code="url_expired",
         )
     png, remaining = found
-    return Response(
-        png,
-        media_type="image/png",
-        headers={"Cache-Control": f"private, max-age={max(0, int(remaining))}"},
-    )
+    cache = {"Cache-Control": f"private, max-age={max(0, int(remaining))}"}
+    return Response(png, media_type="image/png", headers=cache)
 
 
 async def _health(request: Request) -> Response:
@@ -656,15 +650,15 @@ def _connection_limits(max_connections: int) -> tuple[int, int]:
     return max_connections, backlog
 
 
-def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Protocol]:
+def _guarded_protocol(read_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol with a deadline for request headers and a connection cap.
 
     uvicorn waits forever for the headers of a request, so slow connections pile up until
     the descriptors run out and nobody is served. Here headers must arrive within
     `read_timeout` (as must the rest of a body refused before it was read), and past
     `max_connections` the connection waiting longest for headers is closed for the new
-    one. uvicorn's own
-    `limit_concurrency` would answer 503 to every request instead, /health included.
+    one. uvicorn's own `limit_concurrency` would answer 503 to every request instead,
+    /health included.
     """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -704,15 +698,12 @@ def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Prot
         def _await_headers(self) -> None:
             if not self.transport.is_closing():
                 self._headers_arrived()
-                self.idle[self] = self.loop.call_later(read_timeout, self._headers_late)
+                self.idle[self] = self.loop.call_later(read_timeout, self._shed)
 
         def _headers_arrived(self) -> None:
             timer = self.idle.pop(self, None)
             if timer is not None:
                 timer.cancel()
-
-        def _headers_late(self) -> None:
-            self._shed()
 
         def _shed(self) -> None:
             self._headers_arrived()
