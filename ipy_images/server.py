@@ -353,15 +353,22 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
 
     async def body() -> AsyncGenerator[bytes, None]:
         nonlocal received, held
-        deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UPLOAD_SECONDS
         more = True
         while more:
-            now = asyncio.get_running_loop().time()
             try:  # asyncio.timeout_at is Python 3.11+; this package supports 3.10
-                wait = min(deadline - now, settings.read_timeout)
+                wait = min(deadline - loop.time(), settings.read_timeout)
                 message = await asyncio.wait_for(request.receive(), max(wait, 0))
             except asyncio.TimeoutError:
-                raise _stalled(settings.read_timeout) from None
+                raise Refusal(
+                    408,
+                    "The request body arrived too slowly (a pause over "
+                    f"{settings.read_timeout:g} s, or over {UPLOAD_SECONDS:g} s in all); "
+                    "send the upload again without pausing.",
+                    code="request_timeout",
+                    headers={"Connection": "close"},  # nobody is sending the rest
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk, more = message.get("body", b""), message.get("more_body", False)
@@ -418,16 +425,6 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
         await form.close()
         raise
     return fields, upload
-
-
-def _stalled(read_timeout: float) -> Refusal:
-    return Refusal(
-        408,
-        f"The request body arrived too slowly (a pause over {read_timeout:g} s, or over "
-        f"{UPLOAD_SECONDS:g} s in all); send the upload again without pausing.",
-        code="request_timeout",
-        headers={"Connection": "close"},  # nobody is sending the rest
-    )
 
 
 def _busy_uploading(read_timeout: float) -> Refusal:
