@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import hmac
 import logging
 import math
@@ -623,15 +622,6 @@ class _AccessLogFilter(logging.Filter):
         return True
 
 
-def _log_config(api_key: str | None) -> dict[str, Any]:
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"no_secrets": {"()": _AccessLogFilter, "api_key": api_key}}
-    config["handlers"]["access"]["filters"] = ["no_secrets"]
-    return config
-
-
 def _connection_limits(max_connections: int) -> tuple[int, int]:
     """The connection cap and listen backlog that the descriptor limit (`ulimit -n`) holds.
 
@@ -760,7 +750,6 @@ def serve(
     config = uvicorn.Config(
         app,
         http=_guarded_protocol(read_timeout, max_connections),
-        log_config=_log_config(api_key),
         log_level=log_level,
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=16 * 1024,  # the request line and headers
@@ -768,4 +757,6 @@ def serve(
         timeout_graceful_shutdown=30,
         server_header=False,
     )
+    # Added once uvicorn.Config has set up uvicorn's loggers.
+    logging.getLogger("uvicorn.access").addFilter(_AccessLogFilter(api_key))
     uvicorn.Server(config).run(sockets=[sock])
