@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import hmac
 import logging
 import math
@@ -35,8 +34,8 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -52,11 +51,7 @@ from ._options import BACKENDS, BackendSpec
 from ._redact import redact
 from .client import AsyncVariationClient
 from .errors import InvalidImageError
-from .models import ImageData, ImagesResponse
-from .sources import PreparedImage
-
-if TYPE_CHECKING:
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+from .models import ImagesResponse
 
 __all__ = ["create_app", "serve"]
 
@@ -66,6 +61,7 @@ MAX_IMAGE_BYTES = 4 * MB
 CONTRACT = BACKENDS["variations"]  # the legacy contract this server speaks...
 ENGINE = BACKENDS["local"]  # ...from the local engine
 FIELDS = frozenset({"image", "model", "n", "response_format", "size", "user"})
+# Also the answer to a body too large, whatever its size, so that SDKs raise the same error.
 NOT_A_SMALL_PNG = "Uploaded image must be a PNG and less than 4 MB."
 URL_STORE_BYTES = 512 * MB  # the oldest results are dropped beyond this, even before expiry
 UPLOADS_BYTES = 64 * MB  # all request bodies being received at once; beyond, 429
@@ -79,26 +75,20 @@ LINGER_PAUSE = 0.5  # ...and stops at the first pause this long
 ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
 
+@dataclass(eq=False)
 class Refusal(Exception):
     """A request answered with an OpenAI error body instead of images."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str = "invalid_request_error",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type
-        self.headers = dict(headers or {})
+    status: int
+    message: str
+    _: KW_ONLY
+    param: str | None = None
+    code: str | None = None
+    type: str = "invalid_request_error"
+    headers: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
 
     def response(self) -> JSONResponse:
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
@@ -108,9 +98,8 @@ class Refusal(Exception):
 class _UrlStore:
     """Result PNGs kept in memory under unguessable tokens until they expire."""
 
-    def __init__(self, ttl: float, max_bytes: int = URL_STORE_BYTES) -> None:
+    def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.max_bytes = max_bytes
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # oldest first
         self._bytes = 0
 
@@ -122,7 +111,7 @@ class _UrlStore:
         token = secrets.token_urlsafe(24)
         self._items[token] = (time.monotonic(), png)
         self._bytes += len(png)
-        while self._bytes > self.max_bytes and len(self._items) > 1:
+        while self._bytes > URL_STORE_BYTES and len(self._items) > 1:
             self._drop_oldest()
         return token
 
@@ -250,12 +239,9 @@ def create_app(
             Route("/health", _health, methods=["GET"]),
         ],
         middleware=[Middleware(_DiscardUnreadBody)],
-        exception_handlers={
-            Refusal: _refusal_response,
-            HTTPException: _http_error_response,
-            ClientDisconnect: _disconnected_response,
-            Exception: _server_error_response,
-        },
+        exception_handlers=dict.fromkeys(
+            (Refusal, HTTPException, ClientDisconnect, Exception), _error_response
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -268,6 +254,7 @@ async def _variations(request: Request) -> Response:
     fields, upload = await _read_form(request, settings)
     try:
         options = _options(fields)
+        response_format = options.pop("response_format")
         await _check_png_header(upload)
         response = await _unless_disconnected(request, _generate(settings, upload, options))
     finally:
@@ -275,7 +262,7 @@ async def _variations(request: Request) -> Response:
     if response is None:  # nobody is left to answer; the status is only for the access log
         settings.abandoned += 1
         return Response(status_code=499)
-    return JSONResponse(_answer(request, response, options["response_format"], settings.urls))
+    return JSONResponse(_answer(request, response, response_format, settings.urls))
 
 
 async def _generate(
@@ -283,14 +270,12 @@ async def _generate(
 ) -> ImagesResponse:
     # Decoding takes memory in proportion to the picture, so it waits for a slot too.
     async with settings.gate.admit():
-        image = await _image(upload, settings.client)
-        return await settings.client.generate(
-            image,
-            n=options["n"],
-            size=options["size"],
-            model=options["model"],
-            user=options["user"],
-        )
+        await upload.seek(0)  # back before the header that `_check_png_header` read
+        try:  # decoding runs off the event loop
+            image = await settings.client.prepare(await upload.read(), fit="strict")
+        except InvalidImageError as exc:
+            raise Refusal(400, str(exc), param="image") from None
+        return await settings.client.generate(image, **options)
 
 
 async def _file(request: Request) -> Response:
@@ -303,11 +288,8 @@ async def _file(request: Request) -> Response:
             code="url_expired",
         )
     png, remaining = found
-    return Response(
-        png,
-        media_type="image/png",
-        headers={"Cache-Control": f"private, max-age={max(0, int(remaining))}"},
-    )
+    cache = {"Cache-Control": f"private, max-age={max(0, int(remaining))}"}
+    return Response(png, media_type="image/png", headers=cache)
 
 
 async def _health(request: Request) -> Response:
@@ -346,10 +328,6 @@ def _authorize(api_key: str | None, authorization: str | None) -> None:
         )
 
 
-class _FormParser(MultiPartParser):
-    spool_max_size = SPOOL_BYTES  # so stalled uploads hold little memory
-
-
 async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, str], UploadFile]:
     """The text fields and the `image` file part of a multipart body, read as it arrives."""
     content_type = request.headers.get("content-type", "")
@@ -364,7 +342,7 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
         if not declared.isascii() or not declared.isdigit():
             raise Refusal(400, "Invalid Content-Length header.")
         if int(declared) > settings.max_body:
-            raise _too_large()
+            raise Refusal(400, NOT_A_SMALL_PNG, param="image")
     # A declared length is held from the start, so a flood of uploads is refused unstored.
     held = int(declared or 0)
     if settings.uploading + held > settings.max_uploading:
@@ -374,22 +352,29 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
 
     async def body() -> AsyncGenerator[bytes, None]:
         nonlocal received, held
-        deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UPLOAD_SECONDS
         more = True
         while more:
-            now = asyncio.get_running_loop().time()
             try:  # asyncio.timeout_at is Python 3.11+; this package supports 3.10
-                wait = min(deadline - now, settings.read_timeout)
+                wait = min(deadline - loop.time(), settings.read_timeout)
                 message = await asyncio.wait_for(request.receive(), max(wait, 0))
             except asyncio.TimeoutError:
-                raise _stalled(settings.read_timeout) from None
+                raise Refusal(
+                    408,
+                    "The request body arrived too slowly (a pause over "
+                    f"{settings.read_timeout:g} s, or over {UPLOAD_SECONDS:g} s in all); "
+                    "send the upload again without pausing.",
+                    code="request_timeout",
+                    headers={"Connection": "close"},  # nobody is sending the rest
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk, more = message.get("body", b""), message.get("more_body", False)
             received += len(chunk)
             # Also counted while reading: chunked bodies declare no length.
             if received > settings.max_body:
-                raise _too_large()
+                raise Refusal(400, NOT_A_SMALL_PNG, param="image")
             if received > held:
                 if settings.uploading + received - held > settings.max_uploading:
                     raise _busy_uploading(settings.read_timeout)
@@ -397,9 +382,10 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
                 held = received
             yield chunk
 
-    parser = _FormParser(
+    parser = MultiPartParser(
         request.headers, body(), max_files=4, max_fields=16, max_part_size=64 * 1024
     )
+    parser.spool_max_size = SPOOL_BYTES  # so stalled uploads hold little memory
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -438,21 +424,6 @@ async def _read_form(request: Request, settings: _Settings) -> tuple[dict[str, s
         await form.close()
         raise
     return fields, upload
-
-
-def _too_large() -> Refusal:
-    # Whatever the body's size, the answer a too-large image gets, so SDKs raise the same.
-    return Refusal(400, NOT_A_SMALL_PNG, param="image")
-
-
-def _stalled(read_timeout: float) -> Refusal:
-    return Refusal(
-        408,
-        f"The request body arrived too slowly (a pause over {read_timeout:g} s, or over "
-        f"{UPLOAD_SECONDS:g} s in all); send the upload again without pausing.",
-        code="request_timeout",
-        headers={"Connection": "close"},  # nobody is sending the rest
-    )
 
 
 def _busy_uploading(read_timeout: float) -> Refusal:
@@ -538,16 +509,6 @@ async def _check_png_header(upload: UploadFile) -> None:
             )
 
 
-async def _image(upload: UploadFile, client: AsyncVariationClient) -> PreparedImage:
-    """The uploaded PNG, decoded (after `_check_png_header`)."""
-    await upload.seek(0)
-    data = await upload.read()
-    try:
-        return await client.prepare(data, fit="strict")  # decoding runs off the event loop
-    except InvalidImageError as exc:
-        raise Refusal(400, str(exc), param="image") from None
-
-
 class _DiscardUnreadBody:
     """Discards the unread rest of a request body before an early answer goes out.
 
@@ -616,47 +577,29 @@ async def _unless_disconnected(request: Request, work: Any) -> ImagesResponse | 
 def _answer(
     request: Request, response: ImagesResponse, response_format: str, urls: _UrlStore
 ) -> dict[str, Any]:
-    if response_format == "b64_json":
-        data = [{"b64_json": item.b64_json} for item in response.data]
-    else:
-        data = [
-            {"url": str(request.url_for("file", token=urls.put(_png(item))))}
-            for item in response.data
-        ]
+    data: list[dict[str, str | None]] = []
+    for item in response.data:
+        if response_format == "b64_json":
+            data.append({"b64_json": item.b64_json})
+        elif item.content is None:  # the local backend always keeps the bytes it encoded
+            raise RuntimeError("the engine returned an image without its PNG bytes")
+        else:
+            data.append({"url": str(request.url_for("file", token=urls.put(item.content)))})
     return {"created": response.created, "data": data}
 
 
-def _png(item: ImageData) -> bytes:
-    if item.content is None:  # the local backend always keeps the bytes it encoded
-        raise RuntimeError("the engine returned an image without its PNG bytes")
-    return item.content
-
-
-async def _refusal_response(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Refusal)
+async def _error_response(request: Request, exc: Exception) -> Response:
+    """Every error in the OpenAI error shape, routing errors (404, 405) included."""
+    if isinstance(exc, ClientDisconnect):
+        return Response(status_code=499)  # the client left mid-upload; nobody reads this
+    if isinstance(exc, HTTPException):
+        message = f"Invalid URL ({request.method} {request.url.path})"
+        exc = Refusal(exc.status_code, message, headers=exc.headers)
+    elif not isinstance(exc, Refusal):
+        # uvicorn logs the traceback (never the headers, which may carry the bearer token).
+        message = "The server had an error while processing your request."
+        exc = Refusal(500, message, type="server_error")
     return exc.response()
-
-
-async def _http_error_response(request: Request, exc: Exception) -> Response:
-    """Routing errors (404, 405) in the OpenAI error shape."""
-    assert isinstance(exc, HTTPException)
-    message = (
-        f"Invalid URL ({request.method} {request.url.path})"
-        if exc.status_code in (404, 405)
-        else str(exc.detail)
-    )
-    return Refusal(exc.status_code, message, headers=exc.headers).response()
-
-
-async def _disconnected_response(request: Request, exc: Exception) -> Response:
-    return Response(status_code=499)  # the client left mid-upload; nobody reads this
-
-
-async def _server_error_response(request: Request, exc: Exception) -> Response:
-    # uvicorn logs the traceback (never the headers, which may carry the bearer token).
-    return Refusal(
-        500, "The server had an error while processing your request.", type="server_error"
-    ).response()
 
 
 class _AccessLogFilter(logging.Filter):
@@ -679,15 +622,6 @@ class _AccessLogFilter(logging.Filter):
         return True
 
 
-def _log_config(api_key: str | None) -> dict[str, Any]:
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"no_secrets": {"()": _AccessLogFilter, "api_key": api_key}}
-    config["handlers"]["access"]["filters"] = ["no_secrets"]
-    return config
-
-
 def _connection_limits(max_connections: int) -> tuple[int, int]:
     """The connection cap and listen backlog that the descriptor limit (`ulimit -n`) holds.
 
@@ -703,15 +637,15 @@ def _connection_limits(max_connections: int) -> tuple[int, int]:
     return max_connections, backlog
 
 
-def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Protocol]:
+def _guarded_protocol(read_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol with a deadline for request headers and a connection cap.
 
     uvicorn waits forever for the headers of a request, so slow connections pile up until
     the descriptors run out and nobody is served. Here headers must arrive within
     `read_timeout` (as must the rest of a body refused before it was read), and past
     `max_connections` the connection waiting longest for headers is closed for the new
-    one. uvicorn's own
-    `limit_concurrency` would answer 503 to every request instead, /health included.
+    one. uvicorn's own `limit_concurrency` would answer 503 to every request instead,
+    /health included.
     """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -751,15 +685,12 @@ def _guarded_protocol(read_timeout: float, max_connections: int) -> type[H11Prot
         def _await_headers(self) -> None:
             if not self.transport.is_closing():
                 self._headers_arrived()
-                self.idle[self] = self.loop.call_later(read_timeout, self._headers_late)
+                self.idle[self] = self.loop.call_later(read_timeout, self._shed)
 
         def _headers_arrived(self) -> None:
             timer = self.idle.pop(self, None)
             if timer is not None:
                 timer.cancel()
-
-        def _headers_late(self) -> None:
-            self._shed()
 
         def _shed(self) -> None:
             self._headers_arrived()
@@ -819,7 +750,6 @@ def serve(
     config = uvicorn.Config(
         app,
         http=_guarded_protocol(read_timeout, max_connections),
-        log_config=_log_config(api_key),
         log_level=log_level,
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=16 * 1024,  # the request line and headers
@@ -827,4 +757,6 @@ def serve(
         timeout_graceful_shutdown=30,
         server_header=False,
     )
+    # Added once uvicorn.Config has set up uvicorn's loggers.
+    logging.getLogger("uvicorn.access").addFilter(_AccessLogFilter(api_key))
     uvicorn.Server(config).run(sockets=[sock])
