@@ -12,7 +12,7 @@ from ._download import download
 from ._options import BACKENDS
 from ._sync import run_sync
 from .backends import backend_class
-from .errors import APIError, InvalidParameterError
+from .errors import APIError, InvalidParameterError, is_whole
 from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage, VariationRequest
 from .sources import PreparedImage, source_url
 
@@ -87,7 +87,7 @@ class AsyncVariationClient:
             ("max_retries", max_retries, 0),
             ("max_concurrency", max_concurrency, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not is_whole(value) or value < least:
                 raise InvalidParameterError(
                     f"{option} must be at least {least} (a whole number), not {value!r}."
                 )

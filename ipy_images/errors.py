@@ -23,7 +23,7 @@ a fan-out never throws away finished work. No exception text ever contains an AP
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ._redact import redact
 
@@ -164,6 +164,11 @@ def status_error(status_code: int, body: Any, *, request_id: str | None) -> APIS
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def is_whole(value: object) -> TypeGuard[int]:
+    """Whether `value` is a whole number; a bool, though an int, is not one."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def one_line(error: BaseException, secret: str | None = None) -> str:

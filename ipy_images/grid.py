@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._files import SAFE_NAME as _SAFE_NAME
 from ._files import write_new_file
-from .errors import InvalidImageError, InvalidParameterError
+from .errors import InvalidImageError, InvalidParameterError, is_whole
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -85,13 +85,11 @@ class ImageGrid:
         thumb_format: str = "auto",
         backend: str | None = None,
     ) -> None:
-        if isinstance(thumb_size, bool) or not isinstance(thumb_size, int) or thumb_size < 1:
+        if not is_whole(thumb_size) or thumb_size < 1:
             raise InvalidParameterError(
                 f"thumb_size must be a positive whole number of pixels, not {thumb_size!r}."
             )
-        if columns is not None and (
-            isinstance(columns, bool) or not isinstance(columns, int) or columns < 1
-        ):
+        if columns is not None and (not is_whole(columns) or columns < 1):
             raise InvalidParameterError(
                 f"columns must be a positive whole number or None, not {columns!r}."
             )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ._download import Download, download
 from ._options import FITS
 from ._sync import run_sync
-from .errors import InvalidImageError, InvalidParameterError
+from .errors import InvalidImageError, InvalidParameterError, is_whole
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -89,7 +89,7 @@ def prepare_image(
     """
     check_fit(fit)
     for option, value, least in (("max_side", max_side, MIN_SIDE), ("max_bytes", max_bytes, 4096)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        if not is_whole(value) or value < least:
             raise InvalidParameterError(
                 f"{option} must be a whole number of at least {least}, not {value!r}."
             )
