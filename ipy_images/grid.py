@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,14 +45,8 @@ class _Thumb:
     format: str
     content: bytes
     uri: str
-
-    @property
-    def width(self) -> int:
-        return self.image.width
-
-    @property
-    def height(self) -> int:
-        return self.image.height
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,24 @@ class _Cell:
     original: bool = False
 
 
-class ImageGrid:
+class _Displayed:
+    """What both grids show a notebook: HTML and text always; the contact-sheet PNG only
+    when asked for by `include`, since embedding it would double what the notebook stores."""
+
+    to_html: Callable[[], str]
+    contact_sheet: Callable[[], Image.Image]
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        wanted = set(include) if include else {"text/plain", "text/html"}
+        bundle = {"text/plain": repr(self), "text/html": self.to_html()}
+        if "image/png" in wanted:
+            bundle["image/png"] = base64.b64encode(encode(self.contact_sheet(), "png")).decode()
+        return {k: v for k, v in bundle.items() if k in wanted and k not in set(exclude or ())}
+
+
+class ImageGrid(_Displayed):
     """Images side by side, the original (if any) first with a coloured border.
 
     Accepts anything `sources.load_image` reads (PIL images, numpy arrays, bytes, paths, URLs)
@@ -234,13 +245,8 @@ class ImageGrid:
             count = _plural(len(self._cells), "image")
         return f"ImageGrid({', '.join([count, *_describe_images([self])])})"
 
-    def _repr_mimebundle_(
-        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
-    ) -> dict[str, str]:
-        return _mimebundle(self, include, exclude)
 
-
-class ComparisonGrid:
+class ComparisonGrid(_Displayed):
     """Several sources, one row each: row label and caption, original, then variations.
 
     Columns line up across rows; a row without an original keeps an empty first column.
@@ -339,23 +345,6 @@ class ComparisonGrid:
         head = f"{_plural(len(self.rows), 'source')} x {spread} {noun}"
         return f"ComparisonGrid({', '.join([head, *_describe_images(list(self))])})"
 
-    def _repr_mimebundle_(
-        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
-    ) -> dict[str, str]:
-        return _mimebundle(self, include, exclude)
-
-
-def _mimebundle(
-    grid: ImageGrid | ComparisonGrid, include: Iterable[str] | None, exclude: Iterable[str] | None
-) -> dict[str, str]:
-    """HTML and text always; the contact-sheet PNG only when asked for by `include`, since
-    embedding it would double what the notebook stores."""
-    wanted = set(include) if include else {"text/plain", "text/html"}
-    bundle = {"text/plain": repr(grid), "text/html": grid.to_html()}
-    if "image/png" in wanted:
-        bundle["image/png"] = base64.b64encode(encode(grid.contact_sheet(), "png")).decode()
-    return {k: v for k, v in bundle.items() if k in wanted and k not in set(exclude or ())}
-
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -427,7 +416,7 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
         picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
     content = encode(picture, fmt)
     data = base64.b64encode(content).decode("ascii")
-    return _Thumb(picture, fmt, content, f"data:image/{fmt};base64,{data}")
+    return _Thumb(picture, fmt, content, f"data:image/{fmt};base64,{data}", *picture.size)
 
 
 def _auto_format(picture: Image.Image) -> str:
