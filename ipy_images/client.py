@@ -250,10 +250,7 @@ class AsyncVariationClient:
         on_image: OnImage | None,
     ) -> ImagesResponse:
         limit = asyncio.Semaphore(self.max_concurrency)
-
-        def emit(index: int, item: ImageData) -> None:
-            if on_image is not None:
-                on_image(index, item)
+        emit = on_image or (lambda index, item: None)
 
         async def batch(first: int, count: int) -> ImagesResponse:
             async with limit:
