@@ -138,7 +138,7 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
         source.load()
         name = Path(getattr(source, "filename", "") or "image.png").name
         return source.copy(), name
-    if _is_numpy_array(source):
+    if type(source).__module__ == "numpy" and type(source).__name__ == "ndarray":
         return _from_array(source), "array.png"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _decode(bytes(source), "image", draft_side), "image"
@@ -295,10 +295,6 @@ def _describe_unreadable(content: bytes) -> str:
         return "this is text, not an image; give a PNG, JPEG, WebP or GIF file."
     except UnicodeDecodeError:
         return "not a recognised image format; give a PNG, JPEG, WebP or GIF file."
-
-
-def _is_numpy_array(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
 
 
 def _from_array(array: Any) -> Image.Image:
