@@ -331,15 +331,7 @@ class VariationClient:
         max_retries: int = 2,
         max_concurrency: int = 4,
     ) -> None:
-        self._client = AsyncVariationClient(
-            backend,
-            api_key,
-            base_url,
-            model=model,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-        )
+        self._client = AsyncVariationClient(**{k: v for k, v in locals().items() if k != "self"})
 
     @property
     def backend(self) -> str:
