@@ -148,10 +148,8 @@ def status_error(status_code: int, body: Any, *, request_id: str | None) -> APIS
     message = error.get("message")
     if not isinstance(message, str) or not message:
         message = f"the server answered HTTP {status_code} without an error message"
-    if status_code >= 500:
-        cls: type[APIStatusError] = InternalServerError
-    else:
-        cls = _STATUS_ERRORS.get(status_code, APIStatusError)
+    fallback = InternalServerError if status_code >= 500 else APIStatusError
+    cls = _STATUS_ERRORS.get(status_code, fallback)
     return cls(
         message,
         status_code=status_code,
