@@ -421,10 +421,7 @@ class ImagesResponse:
     def metadata(self) -> dict[str, Any]:
         """Where these images came from: parameters, creation time, backend, source hash,
         and the lineage back to the first source."""
-        return {
-            **self._generation(),
-            "lineage": [generation._generation() for generation in self.lineage],
-        }
+        return {**self._generation(), "lineage": [g._generation() for g in self.lineage]}
 
     def _generation(self) -> dict[str, Any]:
         return {
