@@ -113,8 +113,7 @@ class ImageGrid(_Displayed):
         self.thumb_size = thumb_size
         self.thumb_format = thumb_format
         self.backend = backend
-        parts = [caption] if isinstance(caption, str) else caption or []
-        self.caption_parts: list[str] = list(parts)
+        self.caption_parts = [caption] if isinstance(caption, str) else list(caption or [])
         self._cells: list[_Cell] = []
         self._original: _Cell | None = None
         if original is not None:
@@ -401,7 +400,7 @@ def _to_pil(source: Any) -> Image.Image:
 
 def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
     """Scale to at most `size` on the long side (never up) and encode once."""
-    from PIL import Image
+    from .sources import downscale
 
     picture = image
     if picture.mode not in ("RGB", "RGBA", "L", "LA"):
@@ -410,10 +409,7 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
     fmt = requested if requested != "auto" else _auto_format(picture)
     if fmt != "png" and picture.mode in ("RGBA", "LA"):
         picture = picture.convert(picture.mode[:-1])
-    scale = min(1.0, size / max(picture.size))
-    target = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
-    if target != picture.size:
-        picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    picture = downscale(picture, size, reducing_gap=2.0)
     content = encode(picture, fmt)
     data = base64.b64encode(content).decode("ascii")
     return _Thumb(picture, fmt, content, f"data:image/{fmt};base64,{data}", *picture.size)
@@ -455,11 +451,8 @@ def _draw_sheet(
     cell_h = max(cell.thumb.height for cell in cells) + 2 * _BORDER + 18
     per_row = max(len(row) for _, row in rows)
     left = label_width + (_GAP if label_width else 0)
-    sheet = Image.new(
-        "RGB",
-        (left + per_row * (cell_w + _GAP) + _GAP, len(rows) * (cell_h + _GAP) + _GAP),
-        "white",
-    )
+    size = (left + per_row * (cell_w + _GAP) + _GAP, len(rows) * (cell_h + _GAP) + _GAP)
+    sheet = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(sheet)
     for r, (labels, row) in enumerate(rows):
         top = _GAP + r * (cell_h + _GAP)

@@ -98,7 +98,7 @@ def prepare_image(
     image = _to_8bit(image)
     if square and fit == "pad":
         # Shrink before padding: padding a 20000x10 strip first would build a huge canvas.
-        image = _downscale(image, max_side)
+        image = downscale(image, max_side)
     if square:
         image = _make_square(image, fit, name)
     elif min(image.size) < MIN_SIDE:
@@ -106,7 +106,7 @@ def prepare_image(
             f"{name} is {image.width}x{image.height} pixels: too small to vary "
             f"(at least {MIN_SIDE}x{MIN_SIDE})."
         )
-    image = _downscale(image, max_side)
+    image = downscale(image, max_side)
     png = _encode_png(image)
     while len(png) >= max_bytes:
         if min(image.size) <= MIN_SIDE:
@@ -409,14 +409,15 @@ def _border_colour(image: Image.Image) -> tuple[int, ...]:
     return tuple(round(sum(channel) / len(means)) for channel in zip(*means, strict=True))
 
 
-def _downscale(image: Image.Image, max_side: int) -> Image.Image:
+def downscale(image: Image.Image, max_side: int, *, reducing_gap: float = 3.0) -> Image.Image:
+    """`image` scaled to at most `max_side` on its long side; never enlarged."""
     from PIL import Image
 
     if max(image.size) <= max_side:
         return image
     scale = max_side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=reducing_gap)
 
 
 def _encode_png(image: Image.Image) -> bytes:
