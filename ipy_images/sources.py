@@ -151,7 +151,14 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
     if url is not None:
         return _from_download(run_sync(download(url)), draft_side)
     if isinstance(source, (str, os.PathLike)):
-        return _from_path(Path(os.fspath(source)), draft_side)
+        path = Path(os.fspath(source))
+        if not path.exists():
+            raise InvalidImageError(
+                f"no such file: '{path}' (looked in {Path.cwd()}); check the path or spelling."
+            )
+        if path.is_dir():
+            raise InvalidImageError(f"'{path}' is a folder; give the path of an image file in it.")
+        return _decode(path.read_bytes(), path.name, draft_side), path.name
     if hasattr(source, "read"):
         content = source.read()
         if isinstance(content, str):
@@ -164,16 +171,6 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
         f"cannot read an image from a {type(source).__name__}; give a path, an http(s) URL, "
         "bytes, a binary file, a PIL image, a numpy array or a FileUpload value."
     )
-
-
-def _from_path(path: Path, draft_side: int | None) -> tuple[Image.Image, str]:
-    if not path.exists():
-        raise InvalidImageError(
-            f"no such file: '{path}' (looked in {Path.cwd()}); check the path or spelling."
-        )
-    if path.is_dir():
-        raise InvalidImageError(f"'{path}' is a folder; give the path of an image file in it.")
-    return _decode(path.read_bytes(), path.name, draft_side), path.name
 
 
 def source_url(source: Any) -> str | None:
@@ -399,13 +396,9 @@ def _border_colour(image: Image.Image) -> tuple[int, ...]:
     from PIL import ImageStat
 
     width, height = image.size
-    strips = [
-        image.crop((0, 0, width, 1)),
-        image.crop((0, height - 1, width, height)),
-        image.crop((0, 0, 1, height)),
-        image.crop((width - 1, 0, width, height)),
-    ]
-    means = [ImageStat.Stat(s).mean for s in strips]
+    rows = [(0, 0, width, 1), (0, height - 1, width, height)]  # top, bottom
+    columns = [(0, 0, 1, height), (width - 1, 0, width, height)]  # left, right
+    means = [ImageStat.Stat(image.crop(box)).mean for box in rows + columns]
     return tuple(round(sum(channel) / len(means)) for channel in zip(*means, strict=True))
 
 
