@@ -59,8 +59,7 @@ class EditsBackend(HTTPBackend):
         """
         request.check_common()
         request.model = request.model or DEFAULT_MODEL
-        if request.prompt is None:
-            request.prompt = DEFAULT_PROMPT
+        request.prompt = DEFAULT_PROMPT if request.prompt is None else request.prompt
         if request.model.startswith("dall-e"):
             raise InvalidParameterError(
                 f"model={request.model!r} does not work with the edits backend; OpenAI "
