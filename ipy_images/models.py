@@ -188,8 +188,6 @@ class ImageData:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ImageData:
-        known = {"b64_json", "url", "revised_prompt"}
-
         def text(key: str) -> str | None:
             value = raw.get(key)
             return value if isinstance(value, str) else None
@@ -198,7 +196,7 @@ class ImageData:
             b64_json=text("b64_json"),
             url=text("url"),
             revised_prompt=text("revised_prompt"),
-            extra={k: v for k, v in raw.items() if k not in known},
+            extra={k: v for k, v in raw.items() if k not in {"b64_json", "url", "revised_prompt"}},
         )
         if item.b64_json is not None:
             try:
