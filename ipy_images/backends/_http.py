@@ -180,9 +180,8 @@ class HTTPBackend(Backend):
         self, body: bytes, request: VariationRequest, image: PreparedImage
     ) -> ImagesResponse:
         try:
-            raw = json.loads(body)
             response = ImagesResponse.from_dict(
-                raw, backend=self.name, request=request, source=image
+                json.loads(body), backend=self.name, request=request, source=image
             )
         except RecursionError:
             raise UnusableAnswer("the answer is JSON nested too deeply to read") from None
