@@ -256,10 +256,9 @@ class AsyncVariationClient:
             async with limit:
                 return await backend.create(prepared, request, count, first=first, emit=emit)
 
-        starts = range(0, request.n, backend.max_batch)
         tasks = [
             asyncio.ensure_future(batch(first, min(backend.max_batch, request.n - first)))
-            for first in starts
+            for first in range(0, request.n, backend.max_batch)
         ]
         try:
             results = await asyncio.gather(*tasks, return_exceptions=True)
