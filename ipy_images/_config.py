@@ -68,9 +68,8 @@ def resolve(
             "from the provider's dashboard."
         )
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-    backend = backend or os.environ.get("IPY_IMAGES_BACKEND") or None
-    if backend is None:
-        backend = "variations" if base_url else "edits" if api_key else "local"
+    chosen = "variations" if base_url else "edits" if api_key else "local"
+    backend = backend or os.environ.get("IPY_IMAGES_BACKEND") or chosen
     if backend not in BACKENDS:
         raise InvalidParameterError(
             f"unknown backend {backend!r}; use one of {', '.join(repr(b) for b in BACKENDS)}."

@@ -61,9 +61,8 @@ class LiveGrid:
 
     def to_html(self) -> str:
         status = html.escape(self.status())
-        return f'<div style="font-size:13px;font-weight:bold;margin:4px 0">{status}</div>' + (
-            self.view.to_html()
-        )
+        head = f'<div style="font-size:13px;font-weight:bold;margin:4px 0">{status}</div>'
+        return head + self.view.to_html()
 
     def bundle(self) -> dict[str, str]:
         return {"text/plain": self.status(), "text/html": self.to_html()}

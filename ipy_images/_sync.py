@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -51,7 +52,10 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
     future = asyncio.run_coroutine_threadsafe(run(), loop)
     try:
-        return _wait(future)
+        # A short timeout keeps the main thread interruptible by Ctrl-C on every platform.
+        while True:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                return future.result(timeout=0.2)
     except KeyboardInterrupt:
         # The future reads as cancelled at once; wait until the task has really unwound
         # (connections closed, engine stopped) before the interrupt goes on.
@@ -65,12 +69,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _wait(future: concurrent.futures.Future[T]) -> T:
-    # A short timeout keeps the main thread interruptible by Ctrl-C on every platform.
-    while True:
-        try:
-            return future.result(timeout=0.2)
-        except concurrent.futures.TimeoutError:
-            continue

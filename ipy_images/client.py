@@ -12,7 +12,7 @@ from ._download import download
 from ._options import BACKENDS
 from ._sync import run_sync
 from .backends import backend_class
-from .errors import APIError, InvalidParameterError
+from .errors import APIError, InvalidParameterError, is_whole
 from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage, VariationRequest
 from .sources import PreparedImage, source_url
 
@@ -87,7 +87,7 @@ class AsyncVariationClient:
             ("max_retries", max_retries, 0),
             ("max_concurrency", max_concurrency, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not is_whole(value) or value < least:
                 raise InvalidParameterError(
                     f"{option} must be at least {least} (a whole number), not {value!r}."
                 )
@@ -250,19 +250,15 @@ class AsyncVariationClient:
         on_image: OnImage | None,
     ) -> ImagesResponse:
         limit = asyncio.Semaphore(self.max_concurrency)
-
-        def emit(index: int, item: ImageData) -> None:
-            if on_image is not None:
-                on_image(index, item)
+        emit = on_image or (lambda index, item: None)
 
         async def batch(first: int, count: int) -> ImagesResponse:
             async with limit:
                 return await backend.create(prepared, request, count, first=first, emit=emit)
 
-        starts = range(0, request.n, backend.max_batch)
         tasks = [
             asyncio.ensure_future(batch(first, min(backend.max_batch, request.n - first)))
-            for first in starts
+            for first in range(0, request.n, backend.max_batch)
         ]
         try:
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -334,15 +330,7 @@ class VariationClient:
         max_retries: int = 2,
         max_concurrency: int = 4,
     ) -> None:
-        self._client = AsyncVariationClient(
-            backend,
-            api_key,
-            base_url,
-            model=model,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-        )
+        self._client = AsyncVariationClient(**{k: v for k, v in locals().items() if k != "self"})
 
     @property
     def backend(self) -> str:

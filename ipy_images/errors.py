@@ -23,7 +23,7 @@ a fan-out never throws away finished work. No exception text ever contains an AP
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ._redact import redact
 
@@ -148,10 +148,8 @@ def status_error(status_code: int, body: Any, *, request_id: str | None) -> APIS
     message = error.get("message")
     if not isinstance(message, str) or not message:
         message = f"the server answered HTTP {status_code} without an error message"
-    if status_code >= 500:
-        cls: type[APIStatusError] = InternalServerError
-    else:
-        cls = _STATUS_ERRORS.get(status_code, APIStatusError)
+    fallback = InternalServerError if status_code >= 500 else APIStatusError
+    cls = _STATUS_ERRORS.get(status_code, fallback)
     return cls(
         message,
         status_code=status_code,
@@ -164,6 +162,11 @@ def status_error(status_code: int, body: Any, *, request_id: str | None) -> APIS
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def is_whole(value: object) -> TypeGuard[int]:
+    """Whether `value` is a whole number; a bool, though an int, is not one."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def one_line(error: BaseException, secret: str | None = None) -> str:

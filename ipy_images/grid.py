@@ -12,14 +12,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._files import SAFE_NAME as _SAFE_NAME
 from ._files import write_new_file
-from .errors import InvalidImageError, InvalidParameterError
+from .errors import InvalidImageError, InvalidParameterError, is_whole
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -45,14 +45,8 @@ class _Thumb:
     format: str
     content: bytes
     uri: str
-
-    @property
-    def width(self) -> int:
-        return self.image.width
-
-    @property
-    def height(self) -> int:
-        return self.image.height
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,24 @@ class _Cell:
     original: bool = False
 
 
-class ImageGrid:
+class _Displayed:
+    """What both grids show a notebook: HTML and text always; the contact-sheet PNG only
+    when asked for by `include`, since embedding it would double what the notebook stores."""
+
+    to_html: Callable[[], str]
+    contact_sheet: Callable[[], Image.Image]
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        wanted = set(include) if include else {"text/plain", "text/html"}
+        bundle = {"text/plain": repr(self), "text/html": self.to_html()}
+        if "image/png" in wanted:
+            bundle["image/png"] = base64.b64encode(encode(self.contact_sheet(), "png")).decode()
+        return {k: v for k, v in bundle.items() if k in wanted and k not in set(exclude or ())}
+
+
+class ImageGrid(_Displayed):
     """Images side by side, the original (if any) first with a coloured border.
 
     Accepts anything `sources.load_image` reads (PIL images, numpy arrays, bytes, paths, URLs)
@@ -85,13 +96,11 @@ class ImageGrid:
         thumb_format: str = "auto",
         backend: str | None = None,
     ) -> None:
-        if isinstance(thumb_size, bool) or not isinstance(thumb_size, int) or thumb_size < 1:
+        if not is_whole(thumb_size) or thumb_size < 1:
             raise InvalidParameterError(
                 f"thumb_size must be a positive whole number of pixels, not {thumb_size!r}."
             )
-        if columns is not None and (
-            isinstance(columns, bool) or not isinstance(columns, int) or columns < 1
-        ):
+        if columns is not None and (not is_whole(columns) or columns < 1):
             raise InvalidParameterError(
                 f"columns must be a positive whole number or None, not {columns!r}."
             )
@@ -104,8 +113,7 @@ class ImageGrid:
         self.thumb_size = thumb_size
         self.thumb_format = thumb_format
         self.backend = backend
-        parts = [caption] if isinstance(caption, str) else caption or []
-        self.caption_parts: list[str] = list(parts)
+        self.caption_parts = [caption] if isinstance(caption, str) else list(caption or [])
         self._cells: list[_Cell] = []
         self._original: _Cell | None = None
         if original is not None:
@@ -236,13 +244,8 @@ class ImageGrid:
             count = _plural(len(self._cells), "image")
         return f"ImageGrid({', '.join([count, *_describe_images([self])])})"
 
-    def _repr_mimebundle_(
-        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
-    ) -> dict[str, str]:
-        return _mimebundle(self, include, exclude)
 
-
-class ComparisonGrid:
+class ComparisonGrid(_Displayed):
     """Several sources, one row each: row label and caption, original, then variations.
 
     Columns line up across rows; a row without an original keeps an empty first column.
@@ -341,23 +344,6 @@ class ComparisonGrid:
         head = f"{_plural(len(self.rows), 'source')} x {spread} {noun}"
         return f"ComparisonGrid({', '.join([head, *_describe_images(list(self))])})"
 
-    def _repr_mimebundle_(
-        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
-    ) -> dict[str, str]:
-        return _mimebundle(self, include, exclude)
-
-
-def _mimebundle(
-    grid: ImageGrid | ComparisonGrid, include: Iterable[str] | None, exclude: Iterable[str] | None
-) -> dict[str, str]:
-    """HTML and text always; the contact-sheet PNG only when asked for by `include`, since
-    embedding it would double what the notebook stores."""
-    wanted = set(include) if include else {"text/plain", "text/html"}
-    bundle = {"text/plain": repr(grid), "text/html": grid.to_html()}
-    if "image/png" in wanted:
-        bundle["image/png"] = base64.b64encode(encode(grid.contact_sheet(), "png")).decode()
-    return {k: v for k, v in bundle.items() if k in wanted and k not in set(exclude or ())}
-
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -414,7 +400,7 @@ def _to_pil(source: Any) -> Image.Image:
 
 def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
     """Scale to at most `size` on the long side (never up) and encode once."""
-    from PIL import Image
+    from .sources import downscale
 
     picture = image
     if picture.mode not in ("RGB", "RGBA", "L", "LA"):
@@ -423,13 +409,10 @@ def _thumbnail(image: Image.Image, size: int, requested: str) -> _Thumb:
     fmt = requested if requested != "auto" else _auto_format(picture)
     if fmt != "png" and picture.mode in ("RGBA", "LA"):
         picture = picture.convert(picture.mode[:-1])
-    scale = min(1.0, size / max(picture.size))
-    target = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
-    if target != picture.size:
-        picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    picture = downscale(picture, size, reducing_gap=2.0)
     content = encode(picture, fmt)
     data = base64.b64encode(content).decode("ascii")
-    return _Thumb(picture, fmt, content, f"data:image/{fmt};base64,{data}")
+    return _Thumb(picture, fmt, content, f"data:image/{fmt};base64,{data}", *picture.size)
 
 
 def _auto_format(picture: Image.Image) -> str:
@@ -468,11 +451,8 @@ def _draw_sheet(
     cell_h = max(cell.thumb.height for cell in cells) + 2 * _BORDER + 18
     per_row = max(len(row) for _, row in rows)
     left = label_width + (_GAP if label_width else 0)
-    sheet = Image.new(
-        "RGB",
-        (left + per_row * (cell_w + _GAP) + _GAP, len(rows) * (cell_h + _GAP) + _GAP),
-        "white",
-    )
+    size = (left + per_row * (cell_w + _GAP) + _GAP, len(rows) * (cell_h + _GAP) + _GAP)
+    sheet = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(sheet)
     for r, (labels, row) in enumerate(rows):
         top = _GAP + r * (cell_h + _GAP)

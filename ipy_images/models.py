@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._options import COMMON
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, is_whole
 from .sources import check_fit
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class VariationRequest:
 
     def check_common(self, *, max_n: int = MAX_N) -> None:
         """Checks that hold for every backend; backends check their own enums after."""
-        if isinstance(self.n, bool) or not isinstance(self.n, int):
+        if not is_whole(self.n):
             raise InvalidParameterError(f"n must be a whole number, not {self.n!r}.", param="n")
         if not 1 <= self.n <= max_n:
             raise InvalidParameterError(
@@ -71,9 +71,7 @@ class VariationRequest:
                     f"{name} must be a string or None, not {type(value).__name__}.", param=name
                 )
         check_fit(self.fit)
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
+        if self.seed is not None and not is_whole(self.seed):
             raise InvalidParameterError(
                 f"seed must be a whole number, not {self.seed!r}.", param="seed"
             )
@@ -112,13 +110,6 @@ def caption(
     return [part for part in parts if part]
 
 
-_USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "input_tokens_details",
-    "output_tokens_details",
-)
 _NO_TOKENS = {"text_tokens": 0, "image_tokens": 0}
 
 
@@ -145,13 +136,14 @@ class Usage:
                 return {}
             return {k: v for k, v in value.items() if isinstance(v, int)}
 
+        known = {f.name for f in dataclasses.fields(cls) if f.name != "extra"}
         return cls(
             count("input_tokens"),
             count("output_tokens"),
             count("total_tokens"),
             details("input_tokens_details"),
             details("output_tokens_details"),
-            {k: v for k, v in raw.items() if k not in _USAGE_FIELDS},
+            {k: v for k, v in raw.items() if k not in known},
         )
 
     def __add__(self, other: Usage) -> Usage:
@@ -196,8 +188,6 @@ class ImageData:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ImageData:
-        known = {"b64_json", "url", "revised_prompt"}
-
         def text(key: str) -> str | None:
             value = raw.get(key)
             return value if isinstance(value, str) else None
@@ -206,7 +196,7 @@ class ImageData:
             b64_json=text("b64_json"),
             url=text("url"),
             revised_prompt=text("revised_prompt"),
-            extra={k: v for k, v in raw.items() if k not in known},
+            extra={k: v for k, v in raw.items() if k not in {"b64_json", "url", "revised_prompt"}},
         )
         if item.b64_json is not None:
             try:
@@ -285,7 +275,7 @@ class ImagesResponse:
         if not isinstance(raw, Mapping):
             raise ValueError("the response body is not a JSON object")
         created = raw.get("created")
-        if isinstance(created, bool) or not isinstance(created, int):
+        if not is_whole(created):
             created = int(time.time())
         items = raw.get("data") or []
         if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
@@ -338,7 +328,7 @@ class ImagesResponse:
             raise IndexError(str(exc)) from None
 
     def _result(self, index: int) -> ResultImage:
-        if isinstance(index, bool) or not isinstance(index, int):
+        if not is_whole(index):
             raise InvalidParameterError(
                 f"an image is picked by its position (a whole number), not {index!r}."
             )
@@ -429,10 +419,7 @@ class ImagesResponse:
     def metadata(self) -> dict[str, Any]:
         """Where these images came from: parameters, creation time, backend, source hash,
         and the lineage back to the first source."""
-        return {
-            **self._generation(),
-            "lineage": [generation._generation() for generation in self.lineage],
-        }
+        return {**self._generation(), "lineage": [g._generation() for g in self.lineage]}
 
     def _generation(self) -> dict[str, Any]:
         return {
@@ -475,14 +462,7 @@ class ImagesResponse:
             columns=columns,
             thumb_size=thumb_size,
             original=None if self.source is None else self.source.image,
-            caption=caption(
-                self.backend,
-                self.request,
-                self.source,
-                size=self.size,
-                created=self.created,
-                usage=self.usage,
-            ),
+            caption=caption(None, None, self.source) + self.describe(),
             backend=self.backend,
         )
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ._download import Download, download
 from ._options import FITS
 from ._sync import run_sync
-from .errors import InvalidImageError, InvalidParameterError
+from .errors import InvalidImageError, InvalidParameterError, is_whole
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -89,7 +89,7 @@ def prepare_image(
     """
     check_fit(fit)
     for option, value, least in (("max_side", max_side, MIN_SIDE), ("max_bytes", max_bytes, 4096)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        if not is_whole(value) or value < least:
             raise InvalidParameterError(
                 f"{option} must be a whole number of at least {least}, not {value!r}."
             )
@@ -98,7 +98,7 @@ def prepare_image(
     image = _to_8bit(image)
     if square and fit == "pad":
         # Shrink before padding: padding a 20000x10 strip first would build a huge canvas.
-        image = _downscale(image, max_side)
+        image = downscale(image, max_side)
     if square:
         image = _make_square(image, fit, name)
     elif min(image.size) < MIN_SIDE:
@@ -106,7 +106,7 @@ def prepare_image(
             f"{name} is {image.width}x{image.height} pixels: too small to vary "
             f"(at least {MIN_SIDE}x{MIN_SIDE})."
         )
-    image = _downscale(image, max_side)
+    image = downscale(image, max_side)
     png = _encode_png(image)
     while len(png) >= max_bytes:
         if min(image.size) <= MIN_SIDE:
@@ -138,7 +138,7 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
         source.load()
         name = Path(getattr(source, "filename", "") or "image.png").name
         return source.copy(), name
-    if _is_numpy_array(source):
+    if type(source).__module__ == "numpy" and type(source).__name__ == "ndarray":
         return _from_array(source), "array.png"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _decode(bytes(source), "image", draft_side), "image"
@@ -151,7 +151,14 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
     if url is not None:
         return _from_download(run_sync(download(url)), draft_side)
     if isinstance(source, (str, os.PathLike)):
-        return _from_path(Path(os.fspath(source)), draft_side)
+        path = Path(os.fspath(source))
+        if not path.exists():
+            raise InvalidImageError(
+                f"no such file: '{path}' (looked in {Path.cwd()}); check the path or spelling."
+            )
+        if path.is_dir():
+            raise InvalidImageError(f"'{path}' is a folder; give the path of an image file in it.")
+        return _decode(path.read_bytes(), path.name, draft_side), path.name
     if hasattr(source, "read"):
         content = source.read()
         if isinstance(content, str):
@@ -164,16 +171,6 @@ def load_image(source: Any, *, draft_side: int | None = None) -> tuple[Image.Ima
         f"cannot read an image from a {type(source).__name__}; give a path, an http(s) URL, "
         "bytes, a binary file, a PIL image, a numpy array or a FileUpload value."
     )
-
-
-def _from_path(path: Path, draft_side: int | None) -> tuple[Image.Image, str]:
-    if not path.exists():
-        raise InvalidImageError(
-            f"no such file: '{path}' (looked in {Path.cwd()}); check the path or spelling."
-        )
-    if path.is_dir():
-        raise InvalidImageError(f"'{path}' is a folder; give the path of an image file in it.")
-    return _decode(path.read_bytes(), path.name, draft_side), path.name
 
 
 def source_url(source: Any) -> str | None:
@@ -297,10 +294,6 @@ def _describe_unreadable(content: bytes) -> str:
         return "not a recognised image format; give a PNG, JPEG, WebP or GIF file."
 
 
-def _is_numpy_array(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
-
-
 def _from_array(array: Any) -> Image.Image:
     import numpy as np
     from PIL import Image
@@ -403,24 +396,21 @@ def _border_colour(image: Image.Image) -> tuple[int, ...]:
     from PIL import ImageStat
 
     width, height = image.size
-    strips = [
-        image.crop((0, 0, width, 1)),
-        image.crop((0, height - 1, width, height)),
-        image.crop((0, 0, 1, height)),
-        image.crop((width - 1, 0, width, height)),
-    ]
-    means = [ImageStat.Stat(s).mean for s in strips]
+    rows = [(0, 0, width, 1), (0, height - 1, width, height)]  # top, bottom
+    columns = [(0, 0, 1, height), (width - 1, 0, width, height)]  # left, right
+    means = [ImageStat.Stat(image.crop(box)).mean for box in rows + columns]
     return tuple(round(sum(channel) / len(means)) for channel in zip(*means, strict=True))
 
 
-def _downscale(image: Image.Image, max_side: int) -> Image.Image:
+def downscale(image: Image.Image, max_side: int, *, reducing_gap: float = 3.0) -> Image.Image:
+    """`image` scaled to at most `max_side` on its long side; never enlarged."""
     from PIL import Image
 
     if max(image.size) <= max_side:
         return image
     scale = max_side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=reducing_gap)
 
 
 def _encode_png(image: Image.Image) -> bytes:

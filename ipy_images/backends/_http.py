@@ -172,22 +172,16 @@ class HTTPBackend(Backend):
         return response
 
     async def _post(self, fields: dict[str, str], files: dict[str, Any]) -> httpx.Response:
-        request = self._http.build_request(
-            "POST",
-            f"{self.base_url}/{self.endpoint}",
-            data=fields,
-            files=files,
-            headers=self.headers,
-        )
-        return await self._http.send(request, stream=True)
+        url = f"{self.base_url}/{self.endpoint}"
+        post = self._http.build_request("POST", url, data=fields, files=files, headers=self.headers)
+        return await self._http.send(post, stream=True)
 
     def _parse(
         self, body: bytes, request: VariationRequest, image: PreparedImage
     ) -> ImagesResponse:
         try:
-            raw = json.loads(body)
             response = ImagesResponse.from_dict(
-                raw, backend=self.name, request=request, source=image
+                json.loads(body), backend=self.name, request=request, source=image
             )
         except RecursionError:
             raise UnusableAnswer("the answer is JSON nested too deeply to read") from None

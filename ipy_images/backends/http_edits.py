@@ -13,7 +13,7 @@ import re
 from typing import Any, ClassVar
 
 from .._options import BACKENDS
-from ..errors import InvalidImageError, InvalidParameterError
+from ..errors import InvalidImageError, InvalidParameterError, is_whole
 from ..models import VariationRequest
 from ..sources import PreparedImage
 from ._http import HTTPBackend
@@ -59,8 +59,7 @@ class EditsBackend(HTTPBackend):
         """
         request.check_common()
         request.model = request.model or DEFAULT_MODEL
-        if request.prompt is None:
-            request.prompt = DEFAULT_PROMPT
+        request.prompt = DEFAULT_PROMPT if request.prompt is None else request.prompt
         if request.model.startswith("dall-e"):
             raise InvalidParameterError(
                 f"model={request.model!r} does not work with the edits backend; OpenAI "
@@ -125,11 +124,7 @@ def _check_basic(request: VariationRequest) -> None:
             f"size={size!r} is not a size; use 'auto' or WIDTHxHEIGHT such as '1024x1024'."
         )
     compression = request.output_compression
-    if compression is not None and (
-        isinstance(compression, bool)
-        or not isinstance(compression, int)
-        or not 0 <= compression <= 100
-    ):
+    if compression is not None and not (is_whole(compression) and 0 <= compression <= 100):
         raise InvalidParameterError(
             f"output_compression must be a whole number from 0 to 100, not {compression!r}."
         )

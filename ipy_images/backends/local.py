@@ -71,16 +71,12 @@ class LocalBackend(Backend):
         cancel = threading.Event()
         side = int(str(request.size).split("x")[0])
         seed = request.seed or 0
+        diversity = _DIVERSITY if request.diversity is None else request.diversity
         picture = image.image.convert("RGB")
 
         def one(index: int) -> ImageData:
             variation = generate_variation(
-                picture,
-                size=side,
-                seed=seed,
-                index=index,
-                diversity=_DIVERSITY if request.diversity is None else request.diversity,
-                cancel=cancel,
+                picture, size=side, seed=seed, index=index, diversity=diversity, cancel=cancel
             )
             png = encode(variation, "png")
             return ImageData(b64_json=base64.b64encode(png).decode(), content=png)
