@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ._config import key_from_env
+from ._encode import encode
 from ._sync import background_loop
 from ._ui import OneRunAtATime, line
 from .errors import APIError, InvalidParameterError, IpyImagesError, one_line
-from .grid import _thumbnail, encode
+from .grid import _thumbnail
 from .models import CLIENT_OPTIONS, ImageData, ImagesResponse, ResultImage
 
 if TYPE_CHECKING:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._encode import encode
 from ._files import SAFE_NAME as _SAFE_NAME
 from ._files import write_new_file
 from .errors import InvalidImageError, InvalidParameterError, is_whole
@@ -31,8 +31,6 @@ _BORDER = 2  # px; every thumbnail has one so the original's coloured border kee
 _ORIGINAL_COLOUR = "#e8710a"  # orange reads on both light and dark notebook themes
 _LABEL_WIDTH = 150  # px of the row-label column in comparisons
 _TEXT_STYLE = "font-size:12px;line-height:1.3;opacity:0.8;overflow-wrap:anywhere"
-_JPEG_QUALITY = 85
-_WEBP_QUALITY = 80
 _FORMATS = ("auto", "jpeg", "webp", "png")
 _FEW_COLOURS = 256  # at most this many colours: pixel art, diagrams, masks -> lossless PNG
 
@@ -423,18 +421,6 @@ def _auto_format(picture: Image.Image) -> str:
         return "png"
     # getcolors gives up as soon as it passes the limit, so photos cost next to nothing
     return "png" if picture.getcolors(_FEW_COLOURS) is not None else "jpeg"
-
-
-def encode(picture: Image.Image, fmt: str) -> bytes:
-    """`picture` as a file of format `fmt` ("jpeg", "webp", or else PNG)."""
-    buffer = io.BytesIO()
-    if fmt == "jpeg":
-        picture.save(buffer, "JPEG", quality=_JPEG_QUALITY, optimize=True)
-    elif fmt == "webp":
-        picture.save(buffer, "WEBP", quality=_WEBP_QUALITY)
-    else:
-        picture.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def _draw_sheet(

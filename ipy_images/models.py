@@ -111,6 +111,7 @@ def caption(
 
 
 _NO_TOKENS = {"text_tokens": 0, "image_tokens": 0}
+_IMAGE_FIELDS = ("b64_json", "url", "revised_prompt")  # the rest of an image item is `extra`
 
 
 @dataclass
@@ -196,7 +197,7 @@ class ImageData:
             b64_json=text("b64_json"),
             url=text("url"),
             revised_prompt=text("revised_prompt"),
-            extra={k: v for k, v in raw.items() if k not in {"b64_json", "url", "revised_prompt"}},
+            extra={k: v for k, v in raw.items() if k not in _IMAGE_FIELDS},
         )
         if item.b64_json is not None:
             try:
@@ -230,7 +231,7 @@ class ImageData:
         return f"ImageData({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.extra, **_present(self, ("b64_json", "url", "revised_prompt"))}
+        return {**self.extra, **_present(self, _IMAGE_FIELDS)}
 
 
 _RESPONSE_FIELDS = ("background", "output_format", "quality", "size")
@@ -441,8 +442,8 @@ class ImagesResponse:
         never overwritten; files are written to a temporary folder first and renamed into
         place, so an interrupted save leaves nothing half-written. Returns the run folder.
         """
+        from ._encode import encode
         from ._files import write_run
-        from .grid import encode
 
         files = {
             f"variation-{i + 1:02d}.png": encode(img, "png") for i, img in enumerate(self.images)

@@ -757,6 +757,11 @@ def serve(
         timeout_graceful_shutdown=30,
         server_header=False,
     )
-    # Added once uvicorn.Config has set up uvicorn's loggers.
-    logging.getLogger("uvicorn.access").addFilter(_AccessLogFilter(api_key))
-    uvicorn.Server(config).run(sockets=[sock])
+    # Added once uvicorn.Config has set up uvicorn's loggers, and taken off after, so a
+    # second server in the same process does not stack filters.
+    access_log, no_secrets = logging.getLogger("uvicorn.access"), _AccessLogFilter(api_key)
+    access_log.addFilter(no_secrets)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        access_log.removeFilter(no_secrets)

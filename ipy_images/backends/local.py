@@ -17,9 +17,9 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
+from .._encode import encode
 from .._options import BACKENDS
 from ..errors import InvalidParameterError
-from ..grid import encode
 from ..models import ImageData, ImagesResponse, VariationRequest
 from ..sources import PreparedImage
 from ._base import Backend, Emit
