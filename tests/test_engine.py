@@ -16,7 +16,7 @@ from ipy_images.engine import EngineCancelled, generate_variation
 from ipy_images.errors import InvalidParameterError
 
 NEAR_COPY_SEED = 0
-NEAR_COPY_DIVERSITY = 0.5
+NEAR_COPY_DIVERSITY = 1.0
 """A seed and diversity whose first draw on the astronaut comes out as a near-copy."""
 
 
@@ -130,12 +130,12 @@ def test_near_copy_is_detected_and_redrawn() -> None:
     start = _gpnn.structured_start(
         pyramid.levels[-1], settings, np.random.default_rng(NEAR_COPY_SEED)
     )
-    drawn = _gpnn.run_levels(pyramid, start, _no_cancel, None)
+    drawn = _gpnn.run_levels(pyramid, start, _no_cancel, check_level=0, copy_limit=None)
     assert drawn is not None
     rejected, rejected_nnf = drawn
     grid = 256 - _gpnn.PATCH + 1
-    assert _gpnn.copy_fraction(rejected_nnf.ravel(), grid) > _gpnn.COPY_LIMIT
-    assert _gpnn.copy_fraction(result.nnf.ravel(), grid) < _gpnn.COPY_LIMIT
+    assert _gpnn.copy_fraction(rejected_nnf.ravel(), grid) > settings.copy_limit
+    assert _gpnn.copy_fraction(result.nnf.ravel(), grid) < settings.copy_limit
     assert np.abs(result.image - source).mean() > 1.5 * np.abs(rejected - source).mean()
 
 
@@ -240,6 +240,25 @@ def test_measured_diversity_rises_with_the_knob(coffee: Image.Image) -> None:
         )
         measured.append(float(samples.std(axis=0).mean() / (source @ grey_weights).std()))
     assert all(b > a for a, b in itertools.pairwise(measured)), measured
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_below_one_each_sample_departs_further_as_diversity_rises(seed: int) -> None:
+    # Gentle variations: the same draw, warped more as diversity rises towards 1, so each
+    # sample differs more from the input, yet at 0.5 it is not a copy of it.
+    astronaut = ImageOps.fit(sample_image("astronaut"), (256, 256))
+    source = pixels(astronaut)
+    departures = [
+        float(
+            np.abs(
+                pixels(generate_variation(astronaut, size=256, seed=seed, diversity=diversity))
+                - source
+            ).mean()
+        )
+        for diversity in (0.25, 0.5, 0.9, 1.0)
+    ]
+    assert all(b > a for a, b in itertools.pairwise(departures)), departures
+    assert departures[1] > 0.01, departures  # about 3 grey levels on average
 
 
 def _seconds(image: Image.Image, seed: int) -> float:

@@ -52,13 +52,16 @@ def generate_variation(
     request) name the random stream together, so the same pair gives the same picture and
     different pairs, such as (s, 1) and (s + 1, 0), give unrelated ones.
 
-    ``diversity`` in (0, 4] scales how far the layout is re-composed (a smooth warp,
-    noise, and above 1 a coarser start): about 0.5 keeps the input's layout and varies
-    shapes and details; 1 (the default) moves, re-scales and re-arranges objects while
-    keeping the scene; 2 re-arranges the scene freely, objects may repeat; 3 and up give
-    texture-like re-compositions. Whatever the value, a draw that comes out nearly identical
-    to the input is re-drawn with a stronger warp. Raises EngineCancelled when ``cancel``
-    is set (checked every few milliseconds of work) and ValueError for invalid arguments.
+    ``diversity`` in (0, 4] sets how far the picture departs from the input. Below 1 the
+    layout is kept: the input is warped smoothly by a few pixels (about 2% of the side at
+    0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole.
+    1 (the default) moves, re-scales and re-arranges objects while keeping the scene; 2
+    re-arranges the scene freely, objects may repeat; 3 and up give texture-like
+    re-compositions. From 1 up, a draw that comes out nearly identical to the input is
+    re-drawn with a stronger warp.
+
+    Raises EngineCancelled when ``cancel`` is set (checked every few milliseconds of work)
+    and ValueError for invalid arguments.
     """
     _validate(image, size, seed, index, diversity, cancel)
     import faiss
