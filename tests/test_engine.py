@@ -126,11 +126,12 @@ def test_near_copy_is_detected_and_redrawn() -> None:
     assert result.redraws >= 1
 
     # The draw that was rejected: same first start, run to the end without the check.
-    pyramid = _gpnn.pyramid_for(source, settings.coarsest)
+    pyramid = _gpnn.pyramid_for(source)
+    first = _gpnn.depth(256, settings.coarsest)
     start = _gpnn.structured_start(
-        pyramid.levels[-1], settings, np.random.default_rng(NEAR_COPY_SEED)
+        pyramid.levels[first], settings, np.random.default_rng(NEAR_COPY_SEED)
     )
-    drawn = _gpnn.run_levels(pyramid, start, _no_cancel, check_level=0, copy_limit=None)
+    drawn = _gpnn.run_levels(pyramid, first, start, _no_cancel, check_level=0, copy_limit=None)
     assert drawn is not None
     rejected, rejected_nnf = drawn
     grid = 256 - _gpnn.PATCH + 1

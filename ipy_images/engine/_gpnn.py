@@ -106,10 +106,9 @@ class Settings:
         return replace(self, noise=self.noise * STEP, warp=self.warp * STEP)
 
 
-def pyramid_sizes(size: int, coarsest: int) -> list[int]:
-    """Square level sizes from ``size`` down to about ``coarsest`` (finest first)."""
-    depth = max(0, round(math.log(coarsest / size) / math.log(RATIO)))
-    return [max(PATCH + 1, round(size * RATIO**k)) for k in range(depth + 1)]
+def depth(size: int, coarsest: int) -> int:
+    """The index of the level about ``coarsest`` wide, in a pyramid from ``size`` (level 0)."""
+    return max(0, round(math.log(coarsest / size) / math.log(RATIO)))
 
 
 def rounds(level_size: int, *, coarsest: bool) -> int:
@@ -144,10 +143,16 @@ class Result:
 
 
 class Pyramid:
-    """A source's levels (finest first) and their search indexes, built once per level."""
+    """A source's levels (finest first) down to about MIN_COARSEST, the smallest any
+    diversity starts at, and their search indexes, built once per level (when first
+    searched). Every diversity uses the same levels, from the one its start is at."""
 
-    def __init__(self, source: np.ndarray, coarsest: int) -> None:
-        self.levels = [resize(source, s, s) for s in pyramid_sizes(source.shape[0], coarsest)]
+    def __init__(self, source: np.ndarray) -> None:
+        size = source.shape[0]
+        self.levels: list[np.ndarray] = []
+        for k in range(depth(size, MIN_COARSEST) + 1):
+            side = max(PATCH + 1, round(size * RATIO**k))
+            self.levels.append(resize(source, side, side))
         self._indexes: dict[int, PatchIndex] = {}
         self._lock = threading.Lock()
 
@@ -158,17 +163,17 @@ class Pyramid:
             return self._indexes[k]
 
 
-_pyramids: OrderedDict[tuple[bytes, int], Pyramid] = OrderedDict()
+_pyramids: OrderedDict[bytes, Pyramid] = OrderedDict()
 _pyramids_lock = threading.Lock()
 
 
-def pyramid_for(source: np.ndarray, coarsest: int) -> Pyramid:
-    """The source's pyramid, shared by the samples of one picture (an n=4 request builds
-    its indexes once)."""
-    key = (hashlib.blake2b(source.tobytes(), digest_size=16).digest(), coarsest)
+def pyramid_for(source: np.ndarray) -> Pyramid:
+    """The source's pyramid, shared by the samples of one picture at any diversity (an n=4
+    request builds its indexes once)."""
+    key = hashlib.blake2b(source.tobytes(), digest_size=16).digest()
     with _pyramids_lock:
         if key not in _pyramids:
-            _pyramids[key] = Pyramid(source, coarsest)
+            _pyramids[key] = Pyramid(source)
             while len(_pyramids) > CACHED_SOURCES:
                 _pyramids.popitem(last=False)
         _pyramids.move_to_end(key)
@@ -188,15 +193,16 @@ def synthesize(
     check_cancel: Callable[[], None],
 ) -> Result:
     """A new image the size of ``source`` (square float RGB, side >= 2 * PATCH)."""
-    pyramid = pyramid_for(source, settings.coarsest)
-    sizes = [level.shape[0] for level in pyramid.levels]
+    pyramid = pyramid_for(source)
+    first = depth(source.shape[0], settings.coarsest)
+    sizes = [level.shape[0] for level in pyramid.levels[: first + 1]]
     # The finest level checked for near-copies: the coarsest one at least CHECK_SIZE wide.
     check_level = max(k for k, s in enumerate(sizes) if s >= min(CHECK_SIZE, sizes[0]))
     redraws = 0
     while True:
-        start = structured_start(pyramid.levels[-1], settings, rng)
+        start = structured_start(pyramid.levels[first], settings, rng)
         limit = settings.copy_limit if redraws < REDRAWS else None
-        drawn = run_levels(pyramid, start, check_cancel, check_level, limit)
+        drawn = run_levels(pyramid, first, start, check_cancel, check_level, limit)
         if drawn is not None:
             return Result(drawn[0], drawn[1], redraws)
         settings, redraws = settings.stronger(), redraws + 1
@@ -239,13 +245,15 @@ def _bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def run_levels(
     pyramid: Pyramid,
+    first: int,
     start: np.ndarray,
     check_cancel: Callable[[], None],
     check_level: int,
     copy_limit: float | None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Coarse-to-fine PNN from ``start``: the image and NNF, or None for a near-copy (more
-    than ``copy_limit`` of level ``check_level`` rigidly shifted; None: no check).
+    """Coarse-to-fine PNN from ``start`` at level ``first``: the image and NNF, or None for a
+    near-copy (more than ``copy_limit`` of level ``check_level`` rigidly shifted; None: no
+    check).
 
     Each level after the coarsest starts from the coarser level's patch choices carried
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches.
@@ -253,7 +261,7 @@ def run_levels(
     levels = pyramid.levels
     estimate = start
     nnf: np.ndarray | None = None
-    for k in range(len(levels) - 1, -1, -1):
+    for k in range(first, -1, -1):
         check_cancel()
         target = levels[k]
         size = target.shape[0]
