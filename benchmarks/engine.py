@@ -22,7 +22,10 @@ loaded from the git history under another name, so no copy of it is kept) and th
 - divers.: per-pixel std of grey values across the samples, averaged, divided by the
   input's grey std (SinGAN's measure).
 
-Then the new engine's diversity knob sweep (0.5, 1, 2, 3), and, with ``--sheets DIR``,
+Then the new engine's diversity knob sweep (0.5, 1, 2, 3): the measured diversity of 4
+samples at each of seeds 0 to 3, their mean and spread. One 4-sample measure varies by
+about 0.05 from seed to seed, as much as a step of the knob moves it, so whether one seed's
+values rise is largely luck; the mean over seeds says what the knob does. With ``--sheets DIR``,
 two contact sheets per photo: NAME.png (input + 4 samples; old row above new row) and
 NAME-knob.png (the new engine's samples at each diversity of the sweep, one row each).
 
@@ -60,6 +63,7 @@ from ipy_images import sample_image
 SIZE = 256
 SAMPLES = 4
 SWEEP = (0.5, 1.0, 2.0, 3.0)
+SWEEP_SEEDS = 4
 PATCH = 7
 QUERIES = 4000
 """Output patches sampled per image for the patch-distance measures (exact search)."""
@@ -82,7 +86,8 @@ class Row:
     copy: float
     repeat: float
     diversity: float
-    sweep: list[float]
+    sweep: list[list[float]]
+    """Measured diversity at each SWEEP value, one figure per seed."""
 
 
 def load_old_engine() -> ModuleType:
@@ -114,14 +119,16 @@ def load_old_engine() -> ModuleType:
 
 
 def engines() -> dict[str, Engine]:
-    """Sample ``i`` of a request, as each engine's backend drew it."""
+    """Sample ``i`` of a request for ``seed``, as each engine's backend drew it."""
     from ipy_images.engine import generate_variation
 
     old = load_old_engine().generate_variation
     return {
-        "old": lambda image, i, diversity=1.0: old(image, size=SIZE, seed=i, diversity=diversity),
-        "new": lambda image, i, diversity=1.0: generate_variation(
-            image, size=SIZE, seed=0, index=i, diversity=diversity
+        "old": lambda image, i, diversity=1.0, seed=0: old(
+            image, size=SIZE, seed=seed + i, diversity=diversity
+        ),
+        "new": lambda image, i, diversity=1.0, seed=0: generate_variation(
+            image, size=SIZE, seed=seed, index=i, diversity=diversity
         ),
     }
 
@@ -214,11 +221,22 @@ def shrink(pixels: np.ndarray, side: int) -> np.ndarray:
 def measure(
     engine: Engine, image: Image.Image, sweep: bool
 ) -> tuple[Row, list[Image.Image], dict[float, list[Image.Image]]]:
-    """The engine's figures on ``image``, its samples, and the sweep's samples by diversity."""
+    """The engine's figures on ``image``, its samples, and the sweep's samples by diversity
+    (seed 0's, for the knob sheet)."""
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         samples = list(pool.map(lambda i: engine(image, i), range(SAMPLES)))
-    seconds = (time.perf_counter() - start) / SAMPLES
+        seconds = (time.perf_counter() - start) / SAMPLES
+        jobs = [
+            (value, seed, i)
+            for value in (SWEEP if sweep else ())
+            for seed in range(SWEEP_SEEDS)
+            for i in range(SAMPLES)
+        ]
+        pictures = pool.map(lambda job: engine(image, job[2], diversity=job[0], seed=job[1]), jobs)
+        drawn: dict[tuple[float, int], list[Image.Image]] = {}
+        for (value, seed, _), picture in zip(jobs, pictures, strict=True):
+            drawn.setdefault((value, seed), []).append(picture)
     source = to_array(image.resize((SIZE, SIZE), Image.LANCZOS))
     outputs = [to_array(s) for s in samples]
     keys = patches(source)
@@ -239,11 +257,11 @@ def measure(
     coarse = [distances.mean() for distances, _ in coarse_found]
     distinct = uniqueness(coarse_keys)
     repeat = [repeat_share(found, distinct) for _, found in coarse_found]
-    swept = {
-        value: [engine(image, i, diversity=value) for i in range(SAMPLES)]
+    knob = [
+        [diversity(source, [to_array(s) for s in drawn[value, k]]) for k in range(SWEEP_SEEDS)]
         for value in (SWEEP if sweep else ())
-    }
-    knob = [diversity(source, [to_array(s) for s in drawn]) for drawn in swept.values()]
+    ]
+    swept = {value: drawn[value, 0] for value in (SWEEP if sweep else ())}
     row = Row(
         seconds=seconds,
         coherence=float(np.mean(np.concatenate(coherence))),
@@ -374,12 +392,23 @@ def main() -> None:
         " copy <= 0.6 for every sample; divers. >= 0.25 per photo"
     )
     if sweep:
-        print(f"\ndiversity knob sweep {SWEEP}: measured diversity (4 samples, new engine)")
+        print(
+            f"\ndiversity knob sweep {SWEEP}, new engine: measured diversity of {SAMPLES}"
+            f" samples, seed 0, then the mean (and std) over seeds 0-{SWEEP_SEEDS - 1}"
+        )
         for name, rows in results.items():
-            knob = rows["new"].sweep
-            rising = all(b > a for a, b in itertools.pairwise(knob))
-            cells = " ".join(f"{v:.3f}" for v in knob)
-            print(f"{name:<21} new {cells}  strictly rising: {'yes' if rising else 'NO'}")
+            first = [seeds[0] for seeds in rows["new"].sweep]
+            means = [float(np.mean(seeds)) for seeds in rows["new"].sweep]
+            spread = [float(np.std(seeds, ddof=1)) for seeds in rows["new"].sweep]
+            averaged = " ".join(f"{m:.3f} ({d:.3f})" for m, d in zip(means, spread, strict=True))
+            print(
+                f"{name:<21} seed 0 {' '.join(f'{v:.3f}' for v in first)}  rising: {rises(first)}"
+                f" | mean {averaged}  rising: {rises(means)}"
+            )
+
+
+def rises(values: list[float]) -> str:
+    return "yes" if all(b > a for a, b in itertools.pairwise(values)) else "NO"
 
 
 if __name__ == "__main__":
