@@ -56,9 +56,9 @@ def generate_variation(
     layout is kept: the input is warped smoothly by a few pixels (about 2% of the side at
     0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole.
     1 (the default) moves, re-scales and re-arranges objects while keeping the scene; 2
-    re-arranges the scene freely, objects may repeat; 3 and up give texture-like
-    re-compositions. From 1 up, a draw that comes out nearly identical to the input is
-    re-drawn with a stronger warp.
+    and up re-arrange it more freely, and objects may repeat (two cups, two astronauts).
+    From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
+    stronger warp.
 
     Raises EngineCancelled when ``cancel`` is set (checked every few milliseconds of work)
     and ValueError for invalid arguments.
