@@ -10,6 +10,9 @@ loaded from the git history under another name, so no copy of it is kept) and th
   patches to their nearest input patch; compl.: the same from input patches to the outputs;
 - worst: the 95th percentile of those output-patch distances (seams, smears);
 - coarse: coher. after reducing input and output to 64 px (broken objects, layouts);
+- c.cpl: compl. at 64 px, from the input's patches to the output's: what the samples
+  dropped. Coarse alone rewards dropping content: hubble_deep_field's samples with large
+  empty black regions score as coherent, since black patches are the input's too;
 - copy: over the samples, the largest share of output patches whose nearest input patch
   sits at one common offset (+-1 px); a shifted copy of the input scores about 0.9;
 - repeat: at 64 px, the share of the output's distinctive content (weighted by how unlike
@@ -83,6 +86,7 @@ class Row:
     completeness: float
     worst: float
     coarse: float
+    coarse_completeness: float
     copy: float
     repeat: float
     diversity: float
@@ -253,8 +257,10 @@ def measure(
         for out in outputs
     ]
     coarse_keys = patches(shrink(source, COARSE))
-    coarse_found = [nearest(patches(shrink(out, COARSE)), coarse_keys) for out in outputs]
+    coarse_outputs = [patches(shrink(out, COARSE)) for out in outputs]
+    coarse_found = [nearest(out, coarse_keys) for out in coarse_outputs]
     coarse = [distances.mean() for distances, _ in coarse_found]
+    coarse_completeness = [nearest(coarse_keys, out)[0].mean() for out in coarse_outputs]
     distinct = uniqueness(coarse_keys)
     repeat = [repeat_share(found, distinct) for _, found in coarse_found]
     knob = [
@@ -268,6 +274,7 @@ def measure(
         completeness=float(np.mean(np.concatenate(completeness))),
         worst=float(np.mean([np.quantile(d, 0.95) for d in coherence])),
         coarse=float(np.mean(coarse)),
+        coarse_completeness=float(np.mean(coarse_completeness)),
         copy=max(copies),
         repeat=float(np.mean(repeat)),
         diversity=diversity(source, outputs),
@@ -355,6 +362,7 @@ def main() -> None:
         ("compl.", 8, ".5f", lambda r: r.completeness),
         ("worst", 7, ".4f", lambda r: r.worst),
         ("coarse", 7, ".4f", lambda r: r.coarse),
+        ("c.cpl", 7, ".4f", lambda r: r.coarse_completeness),
         ("copy", 5, ".2f", lambda r: r.copy),
         ("repeat", 6, ".3f", lambda r: r.repeat),
         ("divers.", 7, ".3f", lambda r: r.diversity),
