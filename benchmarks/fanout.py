@@ -32,8 +32,9 @@ async def main() -> None:
     image = png_bytes(size=(256, 256))
     with LoopbackServer() as server:
         server.latency = 1.0
-        async with ii.AsyncVariationClient("variations", base_url=server.base_url,
-                                           max_retries=0) as client:
+        async with ii.AsyncVariationClient(
+            "variations", base_url=server.base_url, max_retries=0
+        ) as client:
             await client.create_variation(image, n=1, size="256x256")  # warm the connection
             fanned = await timed(client, image, n=40, calls=1)
             sequential = await timed(client, image, n=10, calls=4)

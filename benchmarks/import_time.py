@@ -20,7 +20,9 @@ def median_import_seconds(module: str, runs: int) -> float:
     for _ in range(runs):
         out = subprocess.run(
             [sys.executable, "-c", PROBE.format(module=module)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         times.append(float(out.stdout))
     return statistics.median(times)

@@ -42,10 +42,14 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     assert prepared is not None
     print(f"input   4000x3000 JPEG, {len(jpeg) / 1e6:.2f} MB")
-    print(f"output  {prepared.image.width}x{prepared.image.height} PNG, "
-          f"{len(prepared.png) / 1e6:.2f} MB  (limit 4 MB)")
-    print(f"time    median {statistics.median(times):.3f} s, best {min(times):.3f} s over "
-          f"{runs} runs  (target <= 0.5 s)")
+    print(
+        f"output  {prepared.image.width}x{prepared.image.height} PNG, "
+        f"{len(prepared.png) / 1e6:.2f} MB  (limit 4 MB)"
+    )
+    print(
+        f"time    median {statistics.median(times):.3f} s, best {min(times):.3f} s over "
+        f"{runs} runs  (target <= 0.5 s)"
+    )
 
 
 if __name__ == "__main__":
