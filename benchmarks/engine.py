@@ -227,13 +227,14 @@ def measure(
 ) -> tuple[Row, list[Image.Image], dict[float, list[Image.Image]]]:
     """The engine's figures on ``image``, its samples, and the sweep's samples by diversity
     (seed 0's, for the knob sheet)."""
+    values = SWEEP if sweep else ()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         samples = list(pool.map(lambda i: engine(image, i), range(SAMPLES)))
         seconds = (time.perf_counter() - start) / SAMPLES
         jobs = [
             (value, seed, i)
-            for value in (SWEEP if sweep else ())
+            for value in values
             for seed in range(SWEEP_SEEDS)
             for i in range(SAMPLES)
         ]
@@ -265,9 +266,9 @@ def measure(
     repeat = [repeat_share(found, distinct) for _, found in coarse_found]
     knob = [
         [diversity(source, [to_array(s) for s in drawn[value, k]]) for k in range(SWEEP_SEEDS)]
-        for value in (SWEEP if sweep else ())
+        for value in values
     ]
-    swept = {value: drawn[value, 0] for value in (SWEEP if sweep else ())}
+    swept = {value: drawn[value, 0] for value in values}
     row = Row(
         seconds=seconds,
         coherence=float(np.mean(np.concatenate(coherence))),
