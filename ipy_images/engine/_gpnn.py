@@ -43,8 +43,8 @@ MIRROR = 0.5
 WARP_GRID = 4
 """The warp is drawn on a WARP_GRID x WARP_GRID grid of displacements, smoothly upsampled."""
 COARSEST = 16
-"""Side the coarsest level is nearest to, from diversity 1 up (14 px for a 256 px image,
-which then has 11 levels; 16 px at 512, 18 px at 1024)."""
+"""Side the coarsest level is nearest to, from diversity 1 up: 14 px at the 256 px working
+size (every output size is generated there), which then has 11 levels."""
 GENTLE_COARSEST = 48
 """Side of the level that gentle variations (diversity below 1) start at."""
 GENTLE_WARP = 0.04
