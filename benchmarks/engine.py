@@ -25,6 +25,12 @@ loaded from the git history under another name, so no copy of it is kept) and th
 - divers.: per-pixel std of grey values across the samples, averaged, divided by the
   input's grey std (SinGAN's measure).
 
+Then a calibration: the same measures on the input itself made into pictures a person
+judges at a glance: mirrored, zoomed in 1.1x and turned 5 degrees (new photos of the same
+subject, which the patch measures still score as far from the input, since their patches
+are not the input's), its halves swapped (one seam through the middle) and its quarters
+shuffled (a collage), beside both engines' means.
+
 Then the new engine's diversity knob sweep (0.5, 1, 2, 3): the measured diversity of 4
 samples at each of seeds 0 to 3, their mean and spread. One 4-sample measure varies by
 about 0.05 from seed to seed, as much as a step of the knob moves it, so whether one seed's
@@ -80,8 +86,9 @@ Engine = Callable[..., Image.Image]
 
 
 @dataclass
-class Row:
-    seconds: float
+class Scores:
+    """The patch measures of some outputs against their input (see the module docstring)."""
+
     coherence: float
     completeness: float
     worst: float
@@ -89,6 +96,11 @@ class Row:
     coarse_completeness: float
     copy: float
     repeat: float
+
+
+@dataclass
+class Row(Scores):
+    seconds: float
     diversity: float
     sweep: list[list[float]]
     """Measured diversity at each SWEEP value, one figure per seed."""
@@ -148,7 +160,7 @@ def photos() -> dict[str, Image.Image]:
 def square(image: Image.Image) -> Image.Image:
     """Centre crop to a square, as the client's default fit="crop" does."""
     side = min(image.size)
-    return ImageOps.fit(image.convert("RGB"), (side, side), method=Image.LANCZOS)
+    return ImageOps.fit(image.convert("RGB"), (side, side), method=Image.Resampling.LANCZOS)
 
 
 def to_array(image: Image.Image) -> np.ndarray:
@@ -175,7 +187,7 @@ def copy_share(chosen: np.ndarray, found: np.ndarray, grid: int) -> float:
     span = 2 * grid + 1
     hist = np.zeros((span + 2, span + 2))
     np.add.at(hist, (ky - qy + grid + 1, kx - qx + grid + 1), 1)
-    near = sum(hist[a : a + span, b : b + span] for a in range(3) for b in range(3))
+    near = np.sum([hist[a : a + span, b : b + span] for a in range(3) for b in range(3)], axis=0)
     return float(near.max()) / len(chosen)
 
 
@@ -219,7 +231,7 @@ def diversity(source: np.ndarray, outputs: list[np.ndarray]) -> float:
 
 def shrink(pixels: np.ndarray, side: int) -> np.ndarray:
     image = Image.fromarray(np.uint8(np.rint(pixels * 255)))
-    return to_array(image.resize((side, side), Image.LANCZOS))
+    return to_array(image.resize((side, side), Image.Resampling.LANCZOS))
 
 
 def measure(
@@ -242,8 +254,24 @@ def measure(
         drawn: dict[tuple[float, int], list[Image.Image]] = {}
         for (value, seed, _), picture in zip(jobs, pictures, strict=True):
             drawn.setdefault((value, seed), []).append(picture)
-    source = to_array(image.resize((SIZE, SIZE), Image.LANCZOS))
+    source = to_array(image.resize((SIZE, SIZE), Image.Resampling.LANCZOS))
     outputs = [to_array(s) for s in samples]
+    knob = [
+        [diversity(source, [to_array(s) for s in drawn[value, k]]) for k in range(SWEEP_SEEDS)]
+        for value in values
+    ]
+    swept = {value: drawn[value, 0] for value in values}
+    row = Row(
+        **vars(score(source, outputs)),
+        seconds=seconds,
+        diversity=diversity(source, outputs),
+        sweep=knob,
+    )
+    return row, samples, swept
+
+
+def score(source: np.ndarray, outputs: list[np.ndarray]) -> Scores:
+    """The patch measures of ``outputs`` (SIZE px arrays) against ``source``."""
     keys = patches(source)
     grid = SIZE - PATCH + 1
     rng = np.random.default_rng(0)
@@ -260,28 +288,43 @@ def measure(
     coarse_keys = patches(shrink(source, COARSE))
     coarse_outputs = [patches(shrink(out, COARSE)) for out in outputs]
     coarse_found = [nearest(out, coarse_keys) for out in coarse_outputs]
-    coarse = [distances.mean() for distances, _ in coarse_found]
-    coarse_completeness = [nearest(coarse_keys, out)[0].mean() for out in coarse_outputs]
     distinct = uniqueness(coarse_keys)
-    repeat = [repeat_share(found, distinct) for _, found in coarse_found]
-    knob = [
-        [diversity(source, [to_array(s) for s in drawn[value, k]]) for k in range(SWEEP_SEEDS)]
-        for value in values
-    ]
-    swept = {value: drawn[value, 0] for value in values}
-    row = Row(
-        seconds=seconds,
+    return Scores(
         coherence=float(np.mean(np.concatenate(coherence))),
         completeness=float(np.mean(np.concatenate(completeness))),
         worst=float(np.mean([np.quantile(d, 0.95) for d in coherence])),
-        coarse=float(np.mean(coarse)),
-        coarse_completeness=float(np.mean(coarse_completeness)),
+        coarse=float(np.mean([distances.mean() for distances, _ in coarse_found])),
+        coarse_completeness=float(
+            np.mean([nearest(coarse_keys, out)[0].mean() for out in coarse_outputs])
+        ),
         copy=max(copies),
-        repeat=float(np.mean(repeat)),
-        diversity=diversity(source, outputs),
-        sweep=knob,
+        repeat=float(np.mean([repeat_share(found, distinct) for _, found in coarse_found])),
     )
-    return row, samples, swept
+
+
+def references(image: Image.Image) -> dict[str, np.ndarray]:
+    """``image`` (SIZE px) made into pictures whose scores calibrate the measures: three
+    that a person would accept as new photos of the subject (mirrored, zoomed in, turned),
+    one with a single seam (its halves swapped) and a collage of its quarters."""
+    pixels = to_array(image)
+    half = SIZE // 2
+    quarters = [pixels[r : r + half, c : c + half] for r in (0, half) for c in (0, half)]
+    margin = round(SIZE * 0.05)
+    zoomed = image.resize((SIZE + 2 * margin,) * 2, Image.Resampling.LANCZOS).crop(
+        (margin, margin, SIZE + margin, SIZE + margin)
+    )
+    turned = image.rotate(5, resample=Image.Resampling.BICUBIC).crop(
+        (2 * margin, 2 * margin, SIZE - 2 * margin, SIZE - 2 * margin)
+    )
+    return {
+        "mirrored": pixels[:, ::-1],
+        "zoomed 1.1x": to_array(zoomed),
+        "turned 5 degrees": to_array(turned.resize((SIZE, SIZE), Image.Resampling.LANCZOS)),
+        "halves swapped": np.roll(pixels, half, axis=1),
+        "quarters shuffled": np.concatenate(
+            [np.concatenate(quarters[3:1:-1], axis=1), np.concatenate(quarters[1::-1], axis=1)]
+        ),
+    }
 
 
 def contact_sheet(image: Image.Image, rows: dict[str, list[Image.Image]]) -> Image.Image:
@@ -293,7 +336,7 @@ def contact_sheet(image: Image.Image, rows: dict[str, list[Image.Image]]) -> Ima
         "white",
     )
     draw = ImageDraw.Draw(sheet)
-    thumb = image.resize((THUMB, THUMB), Image.LANCZOS)
+    thumb = image.resize((THUMB, THUMB), Image.Resampling.LANCZOS)
     for r, (name, samples) in enumerate(rows.items()):
         y = gap + r * (THUMB + label + gap)
         draw.text((gap, y), "input", fill="black")
@@ -301,13 +344,20 @@ def contact_sheet(image: Image.Image, rows: dict[str, list[Image.Image]]) -> Ima
         sheet.paste(thumb, (gap, y + label))
         for i, sample in enumerate(samples):
             x = gap + (i + 1) * (THUMB + gap)
-            sheet.paste(sample.resize((THUMB, THUMB), Image.LANCZOS), (x, y + label))
+            sheet.paste(sample.resize((THUMB, THUMB), Image.Resampling.LANCZOS), (x, y + label))
     return sheet
 
 
-def run_photo(name: str, sweep: bool, sheets: Path | None) -> tuple[str, dict[str, Row]]:
+def run_photo(
+    name: str, sweep: bool, sheets: Path | None
+) -> tuple[str, dict[str, Row], dict[str, Scores]]:
+    """Both engines' figures on the photo ``name`` and the references' scores."""
     faiss.omp_set_num_threads(2)  # the measures' exact searches; the engines set their own
     image = square(photos()[name])
+    resized = image.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    calibration = {
+        title: score(to_array(resized), [pixels]) for title, pixels in references(resized).items()
+    }
     results: dict[str, Row] = {}
     samples: dict[str, list[Image.Image]] = {}
     knob: dict[str, list[Image.Image]] = {}
@@ -322,7 +372,7 @@ def run_photo(name: str, sweep: bool, sheets: Path | None) -> tuple[str, dict[st
         save_sheet(contact_sheet(image, samples), sheets / f"{name}.png")
         if knob:
             save_sheet(contact_sheet(image, knob), sheets / f"{name}-knob.png")
-    return name, results
+    return name, results, calibration
 
 
 def save_sheet(sheet: Image.Image, path: Path) -> None:
@@ -336,7 +386,9 @@ def pinned(worker: int) -> None:
     os.sched_setaffinity(0, set(cores[2 * worker % len(cores) :][:2]))
 
 
-def _run_pinned(job: tuple[int, str, bool, Path | None, bool]) -> tuple[str, dict[str, Row]]:
+def _run_pinned(
+    job: tuple[int, str, bool, Path | None, bool],
+) -> tuple[str, dict[str, Row], dict[str, Scores]]:
     worker, name, sweep, sheets, pin = job
     if pin:
         pinned(worker)
@@ -372,13 +424,14 @@ def main() -> None:
     print(f"{'photo':<21}{'old engine':^{len(header)}} |{'new engine':^{len(header)}}")
     print(f"{'':<21}{header} |{header}", flush=True)
     results: dict[str, dict[str, Row]] = {}
+    calibration: dict[str, dict[str, Scores]] = {}
     with ProcessPoolExecutor(len(names) if args.parallel else 1) as pool:
         jobs = [
             pool.submit(_run_pinned, (k, name, sweep, args.sheets, args.parallel))
             for k, name in enumerate(names)
         ]
         for job in as_completed(jobs):  # each row as soon as its photo is done
-            name, rows = job.result()
+            name, rows, calibration[name] = job.result()
             results[name] = rows
             cells = [
                 "".join(f" {value(rows[e]):>{width}{form}}" for _, width, form, value in columns)
@@ -400,6 +453,7 @@ def main() -> None:
         "targets: s/smp <= 2.0 (2-core machine); worst and coarse <= 0.7x old on average;"
         " copy <= 0.6 for every sample; divers. >= 0.25 per photo"
     )
+    print_calibration(results, calibration)
     if sweep:
         print(
             f"\ndiversity knob sweep {SWEEP}, new engine: measured diversity of {SAMPLES}"
@@ -414,6 +468,28 @@ def main() -> None:
                 f"{name:<21} seed 0 {' '.join(f'{v:.3f}' for v in first)}  rising: {rises(first)}"
                 f" | mean {averaged}  rising: {rises(means)}"
             )
+
+
+def print_calibration(
+    results: dict[str, dict[str, Row]], calibration: dict[str, dict[str, Scores]]
+) -> None:
+    """The measures of the references (see ``references``) beside the engines', mean
+    over the photos: what the figures mean for pictures a person would judge at a glance."""
+    measures = ("worst", "coarse", "c.cpl", "copy", "repeat")
+    fields = ("worst", "coarse", "coarse_completeness", "copy", "repeat")
+    print(
+        "\ncalibration: the input itself transformed, then the engines' samples"
+        " (mean over the photos)"
+    )
+    print(f"{'':<21}" + "".join(f" {m:>7}" for m in measures))
+    titles = next(iter(calibration.values()))
+    pictures: dict[str, list[Scores]] = {
+        **{title: [scores[title] for scores in calibration.values()] for title in titles},
+        **{f"{e} engine": [rows[e] for rows in results.values()] for e in ("old", "new")},
+    }
+    for title, scores in pictures.items():
+        means = [np.mean([getattr(s, field) for s in scores]) for field in fields]
+        print(f"{title:<21}" + "".join(f" {m:>7.4f}" for m in means))
 
 
 def rises(values: list[float]) -> str:
