@@ -61,6 +61,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 import faiss
 import numpy as np
@@ -83,6 +84,7 @@ UNSHIPPED = ("rocket", "immunohistochemistry", "hubble_deep_field", "chelsea", "
 THUMB = 144
 
 Engine = Callable[..., Image.Image]
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,6 +106,23 @@ class Row(Scores):
     diversity: float
     sweep: list[list[float]]
     """Measured diversity at each SWEEP value, one figure per seed."""
+
+
+Column = tuple[str, int, str, Callable[[T], float]]
+"""A printed column: title, width, format, and its value for a row."""
+
+SCORE_COLUMNS: list[Column[Scores]] = [
+    ("coher.", 8, ".5f", lambda r: r.coherence),
+    ("compl.", 8, ".5f", lambda r: r.completeness),
+    ("worst", 7, ".4f", lambda r: r.worst),
+    ("coarse", 7, ".4f", lambda r: r.coarse),
+    ("c.cpl", 7, ".4f", lambda r: r.coarse_completeness),
+    ("copy", 5, ".2f", lambda r: r.copy),
+    ("repeat", 6, ".3f", lambda r: r.repeat),
+]
+CALIBRATED = SCORE_COLUMNS[2:]
+"""The measures the calibration prints: worst to repeat (the means over all patches,
+coher. and compl., are not what the targets are set on)."""
 
 
 def load_old_engine() -> ModuleType:
@@ -409,15 +428,9 @@ def main() -> None:
     sweep = not args.no_sweep
     print(f"engine benchmark: {SIZE}x{SIZE}, {SAMPLES} samples per photo, old = {OLD_COMMIT}")
     print(f"{os.cpu_count()} cores, load average at start: {load}; parallel: {args.parallel}")
-    columns = [  # title, width, format, value
+    columns: list[Column[Row]] = [
         ("s/smp", 6, ".2f", lambda r: r.seconds),
-        ("coher.", 8, ".5f", lambda r: r.coherence),
-        ("compl.", 8, ".5f", lambda r: r.completeness),
-        ("worst", 7, ".4f", lambda r: r.worst),
-        ("coarse", 7, ".4f", lambda r: r.coarse),
-        ("c.cpl", 7, ".4f", lambda r: r.coarse_completeness),
-        ("copy", 5, ".2f", lambda r: r.copy),
-        ("repeat", 6, ".3f", lambda r: r.repeat),
+        *SCORE_COLUMNS,
         ("divers.", 7, ".3f", lambda r: r.diversity),
     ]
     header = "".join(f" {title:>{width}}" for title, width, _, _ in columns)
@@ -475,20 +488,18 @@ def print_calibration(
 ) -> None:
     """The measures of the references (see ``references``) beside the engines', mean
     over the photos: what the figures mean for pictures a person would judge at a glance."""
-    measures = ("worst", "coarse", "c.cpl", "copy", "repeat")
-    fields = ("worst", "coarse", "coarse_completeness", "copy", "repeat")
     print(
         "\ncalibration: the input itself transformed, then the engines' samples"
         " (mean over the photos)"
     )
-    print(f"{'':<21}" + "".join(f" {m:>7}" for m in measures))
+    print(f"{'':<21}" + "".join(f" {title:>7}" for title, *_ in CALIBRATED))
     titles = next(iter(calibration.values()))
     pictures: dict[str, list[Scores]] = {
         **{title: [scores[title] for scores in calibration.values()] for title in titles},
         **{f"{e} engine": [rows[e] for rows in results.values()] for e in ("old", "new")},
     }
     for title, scores in pictures.items():
-        means = [np.mean([getattr(s, field) for s in scores]) for field in fields]
+        means = [np.mean([value(s) for s in scores]) for *_, value in CALIBRATED]
         print(f"{title:<21}" + "".join(f" {m:>7.4f}" for m in means))
 
 
