@@ -55,8 +55,9 @@ def generate_variation(
     ``diversity`` in (0, 4] sets how far the picture departs from the input. Below 1 the
     layout is kept: the input is warped smoothly by a few pixels (about 2% of the side at
     0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole.
-    1 (the default) moves, re-scales and re-arranges objects while keeping the scene; 2
-    and up re-arrange it more freely, and objects may repeat (two cups, two astronauts).
+    1 (the default) moves, re-scales and re-arranges objects while keeping the scene, and
+    seldom draws a part of the input twice; 2 and up re-arrange it more freely, and
+    objects may repeat (two cups, two astronauts).
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
     stronger warp.
 
