@@ -10,8 +10,8 @@ nearest of its CANDIDATES nearest source patches none of whose pixels an earlier
 already shows at an offset more than FAR of the side away from its own; when every
 candidate clashes, the one that clashes on the fewest pixels. The best-matched copy of a
 subject keeps it, so the subject is shown once rather than dropped. (Letting each pixel's
-most common offset win instead, as tried before, dropped whole faces: different pixels of
-one face chose different winners.)
+most common offset win instead, each pixel deciding alone, as tried before, left 4 of 8
+astronaut samples with no face.)
 
 A picture whose layout is a texture (a starfield, see is_texture) should keep plain nearest
 neighbours: its repeats are what it is made of, and forbidding them leaves empty regions.
