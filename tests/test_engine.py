@@ -132,7 +132,13 @@ def test_near_copy_is_detected_and_redrawn() -> None:
         pyramid.levels[first], settings, np.random.default_rng(NEAR_COPY_SEED)
     )
     drawn = _gpnn.run_levels(
-        pyramid, first, start, _no_cancel, 0, None, exclusive=settings.exclusive
+        pyramid,
+        first,
+        start,
+        _no_cancel,
+        check_level=0,
+        copy_limit=None,
+        exclusive=settings.exclusive,
     )
     assert drawn is not None
     rejected, rejected_nnf = drawn
