@@ -17,6 +17,10 @@ At the coarsest level, plain nearest neighbours often draw the subject twice (ea
 there covers half the picture); from diversity 1 up, the patches there choose in turn so
 that each part of the source is shown at one place (see _exclusive).
 
+A picture with a frame (a margin of one colour joined to the border, such as a fundus
+photo's black corners) keeps it where it is from a middle level on; only the inside is
+re-composed (see _frame).
+
 Plain GPNN sometimes rebuilds the source almost unchanged. We measure that at a middle
 level (how much of the output is one rigid shift of the source) and re-draw with a
 stronger start, which costs only the cheap coarse levels.
@@ -34,6 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._exclusive import exclusive_nearest, is_texture
+from ._frame import FROM_SIZE, LevelFrame, frame_of
 from ._patches import extract, resize, upsample_nnf, vote
 from ._search import PatchIndex
 
@@ -141,16 +146,19 @@ def rounds(level_size: int, *, coarsest: bool) -> int:
     return 3 if level_size < 200 else 1
 
 
-def copy_fraction(nnf: np.ndarray, grid: int) -> float:
-    """Share of the patch grid (grid x grid) that follows its most common shift, +-1 px."""
+def copy_fraction(nnf: np.ndarray, grid: int, counted: np.ndarray | None = None) -> float:
+    """Share of the patch grid (grid x grid) that follows its most common shift, +-1 px;
+    of the ``counted`` patches only, if given (a frame's own patches are no copy)."""
     sy, sx = np.divmod(nnf, grid)
     oy, ox = np.divmod(np.arange(grid * grid), grid)
     span = 2 * grid + 1
     codes = (sy - oy + grid) * span + (sx - ox + grid)
+    if counted is not None:
+        codes = codes[counted]
     hist = np.bincount(codes, minlength=span * span).reshape(span, span)
     padded = np.pad(hist, 1)
     near = np.sum([padded[a : a + span, b : b + span] for a in range(3) for b in range(3)], axis=0)
-    return float(near.max()) / (grid * grid)
+    return float(near.max()) / max(1, len(codes))
 
 
 @dataclass(frozen=True)
@@ -164,8 +172,9 @@ class Result:
 
 class Pyramid:
     """A source's levels (finest first) down to about COARSEST, the smallest any
-    diversity starts at, and their search indexes, built once per level (when first
-    searched). Every diversity uses the same levels, from the one its start is at."""
+    diversity starts at, its frame at each level (see _frame), and their search indexes,
+    built once per level (when first searched). Every diversity uses the same levels,
+    from the one its start is at."""
 
     def __init__(self, source: np.ndarray) -> None:
         size = source.shape[0]
@@ -173,13 +182,32 @@ class Pyramid:
         for k in range(depth(size, COARSEST) + 1):
             side = max(PATCH + 1, round(size * RATIO**k))
             self.levels.append(resize(source, side, side))
-        self._indexes: dict[int, PatchIndex] = {}
+        frame = frame_of(source)
+        self.frames: list[LevelFrame | None] = [
+            LevelFrame.at(frame, level.shape[0], PATCH)
+            if frame is not None and level.shape[0] >= FROM_SIZE
+            else None
+            for level in self.levels
+        ]
+        self._indexes: dict[int, tuple[PatchIndex, np.ndarray]] = {}
         self._lock = threading.Lock()
 
-    def index(self, k: int) -> PatchIndex:
+    def nearest(
+        self, k: int, queries: np.ndarray, check_cancel: Callable[[], None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Level ``k``'s nearest patch to each query (its index among all the level's
+        patches) and the squared distance; patches centred on a frame are not offered."""
+        index, keys = self._index(k)
+        found, distances = index.nearest(queries, check_cancel)
+        return keys[found], distances
+
+    def _index(self, k: int) -> tuple[PatchIndex, np.ndarray]:
         with self._lock:  # two samples of one picture build each index once, not twice
             if k not in self._indexes:
-                self._indexes[k] = PatchIndex(extract(self.levels[k], PATCH))
+                patches = extract(self.levels[k], PATCH)
+                frame = self.frames[k]
+                keys = np.arange(len(patches)) if frame is None else np.flatnonzero(~frame.centred)
+                self._indexes[k] = (PatchIndex(patches[keys]), keys)
             return self._indexes[k]
 
 
@@ -282,7 +310,7 @@ def run_levels(
     Each level after the coarsest starts from the coarser level's patch choices carried
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches. With
     ``exclusive``, the coarsest level's searches show each source pixel at one place,
-    unless the picture is a texture.
+    unless the picture is a texture. A picture's frame stays in place (see _frame).
     """
     levels = pyramid.levels
     estimate = start
@@ -292,26 +320,33 @@ def run_levels(
         target = levels[k]
         size = target.shape[0]
         grid = size - PATCH + 1
-        index = pyramid.index(k)
+        frame = pyramid.frames[k]
         if nnf is not None:
             nnf = upsample_nnf(nnf, grid, PATCH)
+            if frame is not None:
+                nnf = frame.pin(nnf)
             estimate = vote(target, nnf, PATCH)
+        if frame is not None:
+            estimate = frame.restore(estimate, target)
         coarsest = nnf is None
         one_place = coarsest and exclusive and not is_texture(target)
         for _ in range(rounds(size, coarsest=coarsest)):
             if one_place:
                 found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
             else:
-                found, distances = index.nearest(extract(estimate, PATCH), check_cancel)
+                found, distances = pyramid.nearest(k, extract(estimate, PATCH), check_cancel)
             nnf = found.reshape(grid, grid)
-            estimate = vote(target, nnf, PATCH, match_weights(distances).reshape(grid, grid))
-        if (
-            k == check_level
-            and copy_limit is not None
-            and nnf is not None
-            and copy_fraction(nnf.ravel(), grid) > copy_limit
-        ):
-            return None
+            weights = match_weights(distances).reshape(grid, grid)
+            if frame is not None:
+                nnf = frame.pin(nnf)
+                weights[frame.centred] = 1.0  # the frame's own patches fit exactly
+            estimate = vote(target, nnf, PATCH, weights)
+            if frame is not None:
+                estimate = frame.restore(estimate, target)
+        if k == check_level and copy_limit is not None and nnf is not None:
+            counted = None if frame is None else ~frame.centred.ravel()
+            if copy_fraction(nnf.ravel(), grid, counted) > copy_limit:
+                return None
     assert nnf is not None  # every level runs at least one round
     return estimate, nnf
 
