@@ -264,10 +264,7 @@ def inside_frame(source: np.ndarray) -> np.ndarray:
     """The pixels of ``source`` outside its frame, as the engine finds it (all, if none)."""
     from ipy_images.engine._frame import LevelFrame, frame_of
 
-    frame = frame_of(source)
-    if frame is None:
-        return np.ones(source.shape[:2], bool)
-    return ~LevelFrame.at(frame, source.shape[0], PATCH).pixels
+    return ~LevelFrame.at(frame_of(source), source.shape[0], PATCH).pixels
 
 
 def shrink(pixels: np.ndarray, side: int) -> np.ndarray:

@@ -78,9 +78,13 @@ class LevelFrame:
     """(grid, grid) bool: patches whose centre pixel is in the frame."""
 
     @classmethod
-    def at(cls, frame: np.ndarray, side: int, patch: int) -> LevelFrame:
-        scaled = resize(np.repeat(frame[..., None].astype(np.float32), 3, axis=-1), side, side)
-        pixels = scaled[..., 0] > 0.5
+    def at(cls, frame: np.ndarray | None, side: int, patch: int) -> LevelFrame:
+        """``frame`` (from frame_of) at a level ``side`` wide; None: an empty frame."""
+        if frame is None:
+            pixels = np.zeros((side, side), bool)
+        else:
+            scaled = resize(np.repeat(frame[..., None].astype(np.float32), 3, axis=-1), side, side)
+            pixels = scaled[..., 0] > 0.5
         half, grid = patch // 2, side - patch + 1
         return cls(pixels, pixels[half : half + grid, half : half + grid])
 

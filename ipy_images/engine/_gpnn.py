@@ -183,10 +183,8 @@ class Pyramid:
             side = max(PATCH + 1, round(size * RATIO**k))
             self.levels.append(resize(source, side, side))
         frame = frame_of(source)
-        self.frames: list[LevelFrame | None] = [
-            LevelFrame.at(frame, level.shape[0], PATCH)
-            if frame is not None and level.shape[0] >= FROM_SIZE
-            else None
+        self.frames = [  # empty at the coarse levels, which re-compose freely
+            LevelFrame.at(frame if level.shape[0] >= FROM_SIZE else None, level.shape[0], PATCH)
             for level in self.levels
         ]
         self._indexes: dict[int, tuple[PatchIndex, np.ndarray]] = {}
@@ -204,10 +202,8 @@ class Pyramid:
     def _index(self, k: int) -> tuple[PatchIndex, np.ndarray]:
         with self._lock:  # two samples of one picture build each index once, not twice
             if k not in self._indexes:
-                patches = extract(self.levels[k], PATCH)
-                frame = self.frames[k]
-                keys = np.arange(len(patches)) if frame is None else np.flatnonzero(~frame.centred)
-                self._indexes[k] = (PatchIndex(patches[keys]), keys)
+                keys = np.flatnonzero(~self.frames[k].centred)
+                self._indexes[k] = (PatchIndex(extract(self.levels[k], PATCH)[keys]), keys)
             return self._indexes[k]
 
 
@@ -322,12 +318,9 @@ def run_levels(
         grid = size - PATCH + 1
         frame = pyramid.frames[k]
         if nnf is not None:
-            nnf = upsample_nnf(nnf, grid, PATCH)
-            if frame is not None:
-                nnf = frame.pin(nnf)
+            nnf = frame.pin(upsample_nnf(nnf, grid, PATCH))
             estimate = vote(target, nnf, PATCH)
-        if frame is not None:
-            estimate = frame.restore(estimate, target)
+        estimate = frame.restore(estimate, target)
         coarsest = nnf is None
         one_place = coarsest and exclusive and not is_texture(target)
         for _ in range(rounds(size, coarsest=coarsest)):
@@ -335,18 +328,17 @@ def run_levels(
                 found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
             else:
                 found, distances = pyramid.nearest(k, extract(estimate, PATCH), check_cancel)
-            nnf = found.reshape(grid, grid)
+            nnf = frame.pin(found.reshape(grid, grid))
             weights = match_weights(distances).reshape(grid, grid)
-            if frame is not None:
-                nnf = frame.pin(nnf)
-                weights[frame.centred] = 1.0  # the frame's own patches fit exactly
-            estimate = vote(target, nnf, PATCH, weights)
-            if frame is not None:
-                estimate = frame.restore(estimate, target)
-        if k == check_level and copy_limit is not None and nnf is not None:
-            counted = None if frame is None else ~frame.centred.ravel()
-            if copy_fraction(nnf.ravel(), grid, counted) > copy_limit:
-                return None
+            weights[frame.centred] = 1.0  # the frame's own patches fit exactly
+            estimate = frame.restore(vote(target, nnf, PATCH, weights), target)
+        if (
+            k == check_level
+            and copy_limit is not None
+            and nnf is not None
+            and copy_fraction(nnf.ravel(), grid, ~frame.centred.ravel()) > copy_limit
+        ):
+            return None
     assert nnf is not None  # every level runs at least one round
     return estimate, nnf
 
