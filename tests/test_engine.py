@@ -238,9 +238,31 @@ def _astronaut() -> Image.Image:
     return ImageOps.fit(sample_image("astronaut"), (256, 256))
 
 
+def _scan() -> Image.Image:
+    """A photo with a white margin all round, as scanned."""
+    image = Image.new("RGB", (256, 256), "white")
+    image.paste(ImageOps.fit(sample_image("astronaut"), (232, 232)), (12, 12))
+    return image
+
+
+def _letterbox() -> Image.Image:
+    """A photo between black bars at the top and bottom: a margin on two sides only."""
+    image = Image.new("RGB", (256, 256), "black")
+    image.paste(ImageOps.fit(sample_image("astronaut"), (256, 196)), (0, 30))
+    return image
+
+
 @pytest.mark.parametrize(
     ("picture", "framed"),
-    [(_fundus, True), (_astronaut, False), (_logo, False), (_text, False), (_flat, False)],
+    [
+        (_fundus, True),
+        (_scan, True),
+        (_astronaut, False),
+        (_letterbox, False),
+        (_logo, False),
+        (_text, False),
+        (_flat, False),
+    ],
 )
 def test_a_frame_is_found_around_a_framed_picture_only(
     picture: Callable[[], Image.Image], framed: bool

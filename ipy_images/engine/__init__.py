@@ -60,8 +60,8 @@ def generate_variation(
     objects may repeat (two cups, two astronauts).
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
     stronger warp. At every value, a frame around the picture (a margin of one colour
-    joined to the border: a fundus photo's black corners, letterbox bars) stays in place
-    and only the inside varies.
+    joined to the border all round: a fundus photo's black corners, a scan's white
+    margin) stays in place and only the inside varies.
 
     Raises EngineCancelled when ``cancel`` is set (checked every few milliseconds of work)
     and ValueError for invalid arguments.

@@ -1,5 +1,5 @@
-"""A frame around the picture, kept in place: a fundus photo's black corners, letterbox
-bars, a scan's white margin.
+"""A frame around the picture, kept in place: a fundus photo's black corners, a scan's
+white margin.
 
 The patch search does not know where a patch sits, so from diversity 1 up it moves the
 frame's edge into the picture like any other content, and a fundus photo's round field
@@ -10,7 +10,8 @@ coarsest level on, the fixed frame pulls the whole layout back to the source's: 
 retina sample came out a copy.)
 
 A frame is the part of the picture that is one colour (the median of its outermost
-pixels, which must nearly all have it) and joined to the border. Pictures whose
+pixels, which must nearly all have it) and joined to the border. Letterbox bars, on two
+sides only, do not count: a photo's sky or floor along one side would too. Pictures whose
 background is that colour almost everywhere (a logo or text on white, a starfield) are
 not framed: more than MAX_SHARE of them would be frame.
 """
