@@ -91,7 +91,9 @@ def generate_variation(
         out = result.image
     else:
         nnf = upsample_nnf(result.nnf, size - PATCH + 1, PATCH)
-        out = vote(resize(pixels, size, size), nnf, PATCH, check_cancel=check_cancel)
+        out = vote(
+            resize(pixels, size, size), nnf, PATCH, check_cancel=check_cancel, centre=result.centre
+        )
     return _to_pil(out)
 
 

@@ -38,20 +38,30 @@ def vote(
     patch: int,
     weights: np.ndarray | None = None,
     check_cancel: Callable[[], None] | None = None,
+    *,
+    centre: float | None = None,
 ) -> np.ndarray:
     """Weighted average of the source patches the NNF picks, each pasted at its output origin.
 
     ``nnf`` is a (rows, cols) grid of patch indices into ``source``; ``weights`` (same
     shape, default all ones) says how much each patch counts, so a badly matching patch
-    blurs a region boundary less. The result has ``rows + patch - 1`` x ``cols + patch - 1``
-    pixels. ``check_cancel`` runs once per patch row (large outputs take a while).
+    blurs a region boundary less. With ``centre`` (a std in pixels), a patch's pixels also
+    count less the further they are from its centre (a Gaussian), so each pixel is taken
+    mostly from the patches centred near it. The result has ``rows + patch - 1`` x
+    ``cols + patch - 1`` pixels. ``check_cancel`` runs once per patch row (large outputs
+    take a while).
     """
     rows, cols = nnf.shape
     width = source.shape[1]
     flat = source.reshape(-1, source.shape[2])
     sy, sx = np.divmod(nnf, width - patch + 1)
     origin = sy * width + sx
-    w = None if weights is None else weights.astype(np.float32)[..., None]
+    w = np.ones((rows, cols, 1), np.float32) if weights is None else weights[..., None]
+    w = w.astype(np.float32)
+    falloff = np.ones((patch, patch), np.float32)
+    if centre is not None:
+        offsets = np.arange(patch) - (patch - 1) / 2
+        falloff = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * centre**2))
     acc = np.zeros((rows + patch - 1, cols + patch - 1, source.shape[2]), np.float32)
     total = np.zeros((rows + patch - 1, cols + patch - 1, 1), np.float32)
     for dy in range(patch):
@@ -59,8 +69,9 @@ def vote(
             check_cancel()
         for dx in range(patch):
             picked = np.take(flat, origin + dy * width + dx, axis=0)
-            acc[dy : dy + rows, dx : dx + cols] += picked if w is None else picked * w
-            total[dy : dy + rows, dx : dx + cols] += 1.0 if w is None else w
+            wp = w * np.float32(falloff[dy, dx])
+            acc[dy : dy + rows, dx : dx + cols] += picked * wp
+            total[dy : dy + rows, dx : dx + cols] += wp
     return acc / total
 
 
