@@ -231,8 +231,8 @@ class Pyramid:
 def is_sparse(image: np.ndarray) -> bool:
     """Whether the picture is small things on a plain background (see SPARSE)."""
     far = np.abs(image - np.median(image.reshape(-1, 3), axis=0)).max(axis=2).ravel() ** 2
-    tenth = np.partition(far, far.size - far.size // 10)[far.size - far.size // 10 :]
-    return bool(tenth.sum() >= SPARSE * far.sum())
+    cut = far.size - far.size // 10
+    return bool(np.partition(far, cut)[cut:].sum() >= SPARSE * far.sum())
 
 
 _pyramids: OrderedDict[bytes, Pyramid] = OrderedDict()

@@ -56,8 +56,8 @@ def vote(
     flat = source.reshape(-1, source.shape[2])
     sy, sx = np.divmod(nnf, width - patch + 1)
     origin = sy * width + sx
-    w = np.ones((rows, cols, 1), np.float32) if weights is None else weights[..., None]
-    w = w.astype(np.float32)
+    # Without weights, a scalar: no per-patch array to multiply on a 1024 px output's vote.
+    w = np.float32(1.0) if weights is None else weights.astype(np.float32)[..., None]
     falloff = np.ones((patch, patch), np.float32)
     if centre is not None:
         offsets = np.arange(patch) - (patch - 1) / 2
