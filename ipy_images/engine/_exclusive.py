@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._patches import extract, resize
+from ._search import squared_distances
 
 FAR = 0.2
 """Offsets (share of the side) further apart than this show a source pixel twice."""
@@ -38,12 +39,7 @@ def exclusive_nearest(
     output grid), a source patch of ``level`` (its index) and the squared distance to it,
     chosen so that no source pixel is shown at two offsets far apart."""
     keys = extract(level, patch)
-    distances = (
-        np.sum(queries**2, axis=1)[:, None]
-        + np.sum(keys**2, axis=1)[None, :]
-        - 2.0 * queries @ keys.T
-    )
-    distances = np.maximum(distances, 0.0)
+    distances = squared_distances(queries, keys)
     found = np.argmin(distances, axis=1)
     side = level.shape[0]
     grid = side - patch + 1

@@ -11,6 +11,9 @@ and one search of a 256 px image took over 30 s. A query answered by such a grou
 one of its members, chosen by the query's position, so a flat region still copies a
 flat region patch by patch instead of repeating one source patch.
 
+completing_nearest is GPNN's search with a completeness term, exact, for the small coarse
+levels only.
+
 Searches run in chunks with the caller's cancel check between them, so a cancelled
 generation stops within a chunk's time (milliseconds).
 """
@@ -92,3 +95,29 @@ class PatchIndex:
         group = np.maximum(found, 0)
         spread = np.arange(len(queries)) % self._counts[group]
         return self._members[self._starts[group] + spread], np.maximum(distances, 0.0)
+
+
+def completing_nearest(
+    queries: np.ndarray, keys: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's key by GPNN's normalised distance (Granot et al. 2022): the squared
+    distance divided by alpha (a multiple of the typical nearest distance) plus the key's
+    distance to its own nearest query. A key that some query already matches closely is
+    offered less, so source patches the queries do not show yet come back. Returns the
+    keys' indexes and their plain squared distances. Exact: len(queries) x len(keys)
+    distances, for a few thousand of each at most."""
+    distances = squared_distances(queries, keys)
+    typical = float(np.median(distances.min(axis=1))) + 1e-6
+    covered = distances.min(axis=0)
+    found = np.argmin(distances / (alpha * typical + covered), axis=1)
+    return found, distances[np.arange(len(found)), found]
+
+
+def squared_distances(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Every query's squared distance to every key (one patch per row), exactly."""
+    return np.maximum(
+        np.sum(queries**2, axis=1)[:, None]
+        + np.sum(keys**2, axis=1)[None, :]
+        - 2.0 * queries @ keys.T,
+        0.0,
+    )
