@@ -140,6 +140,7 @@ def test_near_copy_is_detected_and_redrawn() -> None:
         check_level=0,
         copy_limit=None,
         exclusive=settings.exclusive,
+        alpha=settings.alpha,
     )
     assert drawn is not None
     rejected, rejected_nnf = drawn

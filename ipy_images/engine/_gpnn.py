@@ -312,7 +312,7 @@ def synthesize(
             check_level,
             limit,
             exclusive=settings.exclusive,
-            alpha=settings.alpha if pyramid.sparse else None,
+            alpha=settings.alpha,
         )
         if drawn is not None:
             return Result(drawn[0], drawn[1], redraws, pyramid.vote_centre)
@@ -363,7 +363,7 @@ def run_levels(
     copy_limit: float | None,
     *,
     exclusive: bool,
-    alpha: float | None = None,
+    alpha: float | None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Coarse-to-fine PNN from ``start`` at level ``first``: the image and NNF, or None for a
     near-copy (more than ``copy_limit`` of level ``check_level`` rigidly shifted; None: no
@@ -372,9 +372,9 @@ def run_levels(
     Each level after the coarsest starts from the coarser level's patch choices carried
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches. With
     ``exclusive``, the coarsest level's searches show each source pixel at one place,
-    unless the picture is a texture; with ``alpha``, the searches up to COMPLETE_UP_TO
-    favour what the estimate does not show yet. A picture's frame stays in place (see
-    _frame).
+    unless the picture is a texture; with ``alpha``, a sparse texture's searches up to
+    COMPLETE_UP_TO favour what the estimate does not show yet. A picture's frame stays in
+    place (see _frame).
     """
     levels = pyramid.levels
     centre = pyramid.vote_centre
@@ -392,11 +392,12 @@ def run_levels(
         estimate = frame.restore(estimate, target)
         coarsest = nnf is None
         one_place = coarsest and exclusive and not pyramid.texture
+        level_alpha = alpha if pyramid.sparse and size <= COMPLETE_UP_TO else None
         for _ in range(rounds(size, coarsest=coarsest)):
             if one_place:
                 found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
-            elif alpha is not None and size <= COMPLETE_UP_TO:
-                found, distances = pyramid.completing(k, extract(estimate, PATCH), alpha)
+            elif level_alpha is not None:
+                found, distances = pyramid.completing(k, extract(estimate, PATCH), level_alpha)
             else:
                 found, distances = pyramid.nearest(k, extract(estimate, PATCH), check_cancel)
             nnf = frame.pin(found.reshape(grid, grid))

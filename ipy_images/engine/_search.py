@@ -101,7 +101,7 @@ def completing_nearest(
     queries: np.ndarray, keys: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query's key by GPNN's normalised distance (Granot et al. 2022): the squared
-    distance divided by alpha (a multiple of the typical nearest distance) plus the key's
+    distance divided by alpha times the queries' median nearest distance plus the key's
     distance to its own nearest query. A key that some query already matches closely is
     offered less, so source patches the queries do not show yet come back. Returns the
     keys' indexes and their plain squared distances. Exact: len(queries) x len(keys)
