@@ -85,6 +85,8 @@ QUERIES = 4000
 """Output patches sampled per image for the patch-distance measures (exact search)."""
 COARSE = 64
 OLD_COMMIT = "641051d"
+OLD_ENGINE_DIR = "OLD_ENGINE_DIR"
+"""The environment variable naming the folder the old engine is imported from."""
 SHIPPED = ("coffee", "astronaut")
 UNSHIPPED = ("rocket", "immunohistochemistry", "hubble_deep_field", "chelsea", "retina")
 THUMB = 144
@@ -132,24 +134,25 @@ CALIBRATED = SCORE_COLUMNS[2:]
 coher. and compl., are not what the targets are set on)."""
 
 
-def load_old_engine() -> ModuleType:
-    """``ipy_images.engine`` as of OLD_COMMIT, imported as the package ``old_engine``.
+def unpack_old_engine(folder: Path) -> None:
+    """``git archive OLD_COMMIT ipy_images/engine`` unpacked into ``folder``."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "archive", OLD_COMMIT, "ipy_images/engine"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
 
-    Taken from the git history, or from the folder named by $OLD_ENGINE_DIR (a copy of
-    ``git archive OLD_COMMIT ipy_images/engine`` unpacked, for machines without the history).
-    """
-    folder = Path(os.environ.get("OLD_ENGINE_DIR") or tempfile.mkdtemp(prefix="old_engine_"))
-    package = folder / "ipy_images" / "engine"
-    if not package.exists():
-        root = Path(__file__).resolve().parent.parent
-        archive = subprocess.run(
-            ["git", "archive", OLD_COMMIT, "ipy_images/engine"],
-            cwd=root,
-            capture_output=True,
-            check=True,
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(folder, filter="data")
+
+def load_old_engine() -> ModuleType:
+    """``ipy_images.engine`` as of OLD_COMMIT, imported as the package ``old_engine`` from
+    the folder named by $OLD_ENGINE_DIR: one that main unpacked from the git history for
+    this run, or a copy of ``git archive OLD_COMMIT ipy_images/engine`` unpacked, for
+    machines without the history."""
+    package = Path(os.environ[OLD_ENGINE_DIR]) / "ipy_images" / "engine"
     spec = importlib.util.spec_from_file_location(
         "old_engine", package / "__init__.py", submodule_search_locations=[str(package)]
     )
@@ -463,7 +466,13 @@ def main() -> None:
     print(f"{'':<21}{header} |{header}", flush=True)
     results: dict[str, dict[str, Row]] = {}
     calibration: dict[str, dict[str, Scores]] = {}
-    with ProcessPoolExecutor(len(names) if args.parallel else 1) as pool:
+    # The old engine is unpacked once, here, and removed at the end (the workers import it
+    # from the folder, whose modules load lazily, so it must outlive them).
+    scratch = tempfile.TemporaryDirectory(prefix="old_engine_")
+    if OLD_ENGINE_DIR not in os.environ:
+        unpack_old_engine(Path(scratch.name))
+        os.environ[OLD_ENGINE_DIR] = scratch.name  # inherited by the worker processes
+    with scratch, ProcessPoolExecutor(len(names) if args.parallel else 1) as pool:
         jobs = [
             pool.submit(_run_pinned, (k, name, sweep, args.sheets, args.parallel))
             for k, name in enumerate(names)
