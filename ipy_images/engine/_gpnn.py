@@ -230,7 +230,7 @@ class Pyramid:
             LevelFrame.at(frame if level.shape[0] >= FROM_SIZE else None, level.shape[0], PATCH)
             for level in self.levels
         ]
-        self._indexes: dict[int, tuple[PatchIndex, np.ndarray]] = {}
+        self._indexes: dict[int, PatchIndex] = {}
         self._lock = threading.Lock()
 
     def nearest(
@@ -238,23 +238,29 @@ class Pyramid:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Level ``k``'s nearest patch to each query (its index among all the level's
         patches) and the squared distance; patches centred on a frame are not offered."""
-        index, keys = self._index(k)
-        found, distances = index.nearest(queries, check_cancel)
-        return keys[found], distances
+        found, distances = self._index(k).nearest(queries, check_cancel)
+        return self._offered(k)[found], distances
 
     def completing(
         self, k: int, queries: np.ndarray, alpha: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """As nearest, with GPNN's completeness term (see _search.completing_nearest)."""
-        _, keys = self._index(k)
-        found, distances = completing_nearest(queries, extract(self.levels[k], PATCH)[keys], alpha)
-        return keys[found], distances
+        offered = self._offered(k)
+        keys = extract(self.levels[k], PATCH)[offered]
+        found, distances = completing_nearest(queries, keys, alpha)
+        return offered[found], distances
 
-    def _index(self, k: int) -> tuple[PatchIndex, np.ndarray]:
+    def _offered(self, k: int) -> np.ndarray:
+        """The indexes of level ``k``'s patches offered to searches (not centred on a
+        frame)."""
+        return np.flatnonzero(~self.frames[k].centred)
+
+    def _index(self, k: int) -> PatchIndex:
+        """Level ``k``'s search index over its offered patches, built when first searched
+        (the completing search needs none)."""
         with self._lock:  # two samples of one picture build each index once, not twice
             if k not in self._indexes:
-                keys = np.flatnonzero(~self.frames[k].centred)
-                self._indexes[k] = (PatchIndex(extract(self.levels[k], PATCH)[keys]), keys)
+                self._indexes[k] = PatchIndex(extract(self.levels[k], PATCH)[self._offered(k)])
             return self._indexes[k]
 
 
