@@ -74,7 +74,7 @@ def test_each_size_gives_an_rgb_square_of_that_size(coffee: Image.Image, size: i
 def test_larger_sizes_keep_the_layout_of_the_working_size(coffee: Image.Image) -> None:
     small = generate_variation(coffee, size=256, seed=5)
     large = generate_variation(coffee, size=512, seed=5)
-    shrunk = large.resize((256, 256), Image.LANCZOS)
+    shrunk = large.resize((256, 256), Image.Resampling.LANCZOS)
     assert np.abs(pixels(shrunk) - pixels(small)).mean() < 0.03
 
 
@@ -145,6 +145,7 @@ def test_near_copy_is_detected_and_redrawn() -> None:
     assert drawn is not None
     rejected, rejected_nnf = drawn
     grid = 256 - _gpnn.PATCH + 1
+    assert settings.copy_limit is not None  # from 1 up, near-copies are re-drawn
     assert _gpnn.copy_fraction(rejected_nnf.ravel(), grid) > settings.copy_limit
     assert _gpnn.copy_fraction(result.nnf.ravel(), grid) < settings.copy_limit
     assert np.abs(result.image - source).mean() > 1.5 * np.abs(rejected - source).mean()
