@@ -58,7 +58,8 @@ def generate_variation(
     1 (the default) moves, re-scales and re-arranges objects while keeping the scene, and
     seldom draws a part of the input twice; 2 and up re-arrange it more freely, and
     objects may repeat (two cups, two astronauts). Small things on a plain background
-    (a starfield) stay spread over the whole picture at every value.
+    (a starfield) stay spread over the whole picture at every value; above 1, a fundus
+    photo keeps its vessels and optic disc.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
     stronger warp. At every value, a frame around the picture (a margin of one colour
     joined to the border all round: a fundus photo's black corners, a scan's white

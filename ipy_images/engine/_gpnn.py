@@ -26,6 +26,10 @@ A picture with a frame (a margin of one colour joined to the border, such as a f
 photo's black corners) keeps it where it is from a middle level on; only the inside is
 re-composed (see _frame).
 
+Above diversity 1, stronger noise scatters small rare things: a starfield's galaxies, a
+fundus photo's vessels and optic disc. In such sparse pictures the coarse searches favour
+the source patches the estimate does not show yet (see COMPLETE_UP_TO).
+
 Plain GPNN sometimes rebuilds the source almost unchanged. We measure that at a middle
 level (how much of the output is one rigid shift of the source) and re-draw with a
 stronger start, which costs only the cheap coarse levels.
@@ -84,10 +88,17 @@ SPARSE_VOTE = 1.0
 0.55-1.0 of the 8x8 cells with an even vote, 0.94-1.0 with this (0.88-1.0 with 1.5).
 Dense textures (grass, gravel, brick) came out with more seams, and in a picture of
 objects an even vote hides seams better, so they keep it."""
+SPARSE_FIELD = 0.75
+"""A framed picture is a sparse field when the tenth of the pixels inside its frame (see
+_frame) furthest from their median colour carry at least this share of the squared
+distance to it: retina 0.80 (vessels, the optic disc and the macula on an orange field),
+the astronaut inside a white margin 0.25. Unframed, rocket (0.72) and the other benchmark
+photos are below it."""
 COMPLETE_UP_TO = 64
-"""In a sparse texture above diversity 1, the searches at the levels up to this side (14 to
-61 px at 256) favour the source patches the estimate does not show yet (see
-_search.completing_nearest), so the galaxies a stronger start scatters come back."""
+"""In a sparse texture or a sparse field above diversity 1, the searches at the levels up
+to this side (14 to 61 px at 256) favour the source patches the estimate does not show
+yet (see _search.completing_nearest), so the galaxies, or a fundus photo's vessels and
+optic disc, that a stronger start scatters come back."""
 ALPHA = 1.0
 """That search's alpha at diversity 2, as a multiple of the level's typical match distance;
 it is ALPHA / (diversity - 1), a stronger pull towards completeness as diversity rises."""
@@ -109,8 +120,8 @@ class Settings:
     """Whether the coarsest level shows each part of the source at one place only (see
     _exclusive), so that a re-composed layout seldom draws a subject twice."""
     alpha: float | None
-    """In a sparse texture, the coarse levels' completeness term (see ALPHA); None: plain
-    nearest neighbours."""
+    """In a sparse texture or field, the coarse levels' completeness term (see ALPHA); None:
+    plain nearest neighbours."""
 
     @classmethod
     def for_diversity(cls, diversity: float) -> Settings:
@@ -138,9 +149,11 @@ class Settings:
         Above 1, a sparse texture (a starfield) also pulls its coarse levels towards
         completeness (ALPHA): stronger noise alone left ever larger empty black regions,
         and its measured diversity stayed flat (0.351, 0.349, 0.346 at 1, 2, 3; with it
-        0.351, 0.408, 0.437, means over seeds 0-3, so the knob rises on 5 of 7). In other
-        pictures the same term forces rare parts (a cup's handle, the lights) into places
-        they do not fit, as smears.
+        0.351, 0.408, 0.437, means over seeds 0-3). So does a sparse field inside a frame
+        (SPARSE_FIELD, a fundus photo), whose inside stronger noise turned into a plain
+        orange field without the optic disc and most vessels. In other pictures the same
+        term forces rare parts (a cup's handle, the lights, a face) into places they do
+        not fit, as smears.
         """
         if diversity < 1:
             return cls(
@@ -226,6 +239,11 @@ class Pyramid:
         """Whether the picture is small things on a plain background (see SPARSE)."""
         self.vote_centre = SPARSE_VOTE if self.sparse else None
         """The vote's centre weighting: small things on a plain background stay sharp."""
+        inside = ~LevelFrame.at(frame, size, PATCH).pixels
+        sparse_field = frame is not None and is_sparse(source[inside], SPARSE_FIELD)
+        self.completes = self.sparse or sparse_field
+        """Whether above diversity 1 the coarse searches favour what the estimate does not show
+        yet (see COMPLETE_UP_TO): a sparse texture, or a sparse field inside a frame."""
         self.frames = [  # empty at the coarse levels, which re-compose freely
             LevelFrame.at(frame if level.shape[0] >= FROM_SIZE else None, level.shape[0], PATCH)
             for level in self.levels
@@ -264,11 +282,14 @@ class Pyramid:
             return self._indexes[k]
 
 
-def is_sparse(image: np.ndarray) -> bool:
-    """Whether the picture is small things on a plain background (see SPARSE)."""
-    far = np.abs(image - np.median(image.reshape(-1, 3), axis=0)).max(axis=2).ravel() ** 2
+def is_sparse(pixels: np.ndarray, share: float = SPARSE) -> bool:
+    """Whether ``pixels`` (RGB, any shape) are small things on a plain background: the tenth
+    furthest from their median colour carry at least ``share`` of the squared distance to it
+    (see SPARSE)."""
+    colours = pixels.reshape(-1, 3)
+    far = np.abs(colours - np.median(colours, axis=0)).max(axis=1) ** 2
     cut = far.size - far.size // 10
-    return bool(np.partition(far, cut)[cut:].sum() >= SPARSE * far.sum())
+    return bool(np.partition(far, cut)[cut:].sum() >= share * far.sum())
 
 
 _pyramids: OrderedDict[bytes, Pyramid] = OrderedDict()
@@ -378,8 +399,8 @@ def run_levels(
     Each level after the coarsest starts from the coarser level's patch choices carried
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches. With
     ``exclusive``, the coarsest level's searches show each source pixel at one place,
-    unless the picture is a texture; with ``alpha``, a sparse texture's searches up to
-    COMPLETE_UP_TO favour what the estimate does not show yet. A picture's frame stays in
+    unless the picture is a texture; with ``alpha``, the searches up to COMPLETE_UP_TO of a
+    sparse texture or field favour what the estimate does not show yet. A picture's frame stays in
     place (see _frame).
     """
     levels = pyramid.levels
@@ -398,7 +419,7 @@ def run_levels(
         estimate = frame.restore(estimate, target)
         coarsest = nnf is None
         one_place = coarsest and exclusive and not pyramid.texture
-        level_alpha = alpha if pyramid.sparse and size <= COMPLETE_UP_TO else None
+        level_alpha = alpha if pyramid.completes and size <= COMPLETE_UP_TO else None
         for _ in range(rounds(size, coarsest=coarsest)):
             if one_place:
                 found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
