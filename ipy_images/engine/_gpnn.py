@@ -92,8 +92,8 @@ SPARSE_FIELD = 0.75
 """A framed picture is a sparse field when the tenth of the pixels inside its frame (see
 _frame) furthest from their median colour carry at least this share of the squared
 distance to it: retina 0.80 (vessels, the optic disc and the macula on an orange field),
-the astronaut inside a white margin 0.25. Unframed, rocket (0.72) and the other benchmark
-photos are below it."""
+the astronaut inside a white margin 0.25. A picture without a frame is not asked (of the
+unframed benchmark photos, rocket would come nearest: 0.72)."""
 COMPLETE_UP_TO = 64
 """In a sparse texture or a sparse field above diversity 1, the searches at the levels up
 to this side (14 to 61 px at 256) favour the source patches the estimate does not show
@@ -400,8 +400,8 @@ def run_levels(
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches. With
     ``exclusive``, the coarsest level's searches show each source pixel at one place,
     unless the picture is a texture; with ``alpha``, the searches up to COMPLETE_UP_TO of a
-    sparse texture or field favour what the estimate does not show yet. A picture's frame stays in
-    place (see _frame).
+    sparse texture or field favour what the estimate does not show yet. A picture's frame
+    stays in place (see _frame).
     """
     levels = pyramid.levels
     centre = pyramid.vote_centre
