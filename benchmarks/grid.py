@@ -46,7 +46,7 @@ def photos() -> tuple[np.ndarray, list[np.ndarray]]:
     return bases[0], variations
 
 
-def measure(show: Callable[[], None]) -> tuple[int, float]:
+def measure(show: Callable[[], object]) -> tuple[int, float]:
     """Bytes of every output `show` displays (all MIME types, as stored) and seconds taken."""
     with capture_output(stdout=False, stderr=False, display=True) as captured:
         start = time.perf_counter()
@@ -70,7 +70,7 @@ def main() -> None:
     original, variations = photos()
     everything = [original, *variations]
 
-    cases: list[tuple[str, Callable[[], None]]] = [
+    cases: list[tuple[str, Callable[[], object]]] = [
         (
             "ImageGrid (thumb_size=256)",
             lambda: display(ImageGrid(variations, original=original, thumb_size=THUMB)),

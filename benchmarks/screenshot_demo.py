@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import ViewportSize, sync_playwright
 from screenshot_grid import CHROMIUM_ARGS
 
-WINDOW = {"width": 1280, "height": 900}
+WINDOW: ViewportSize = {"width": 1280, "height": 900}
 # Pictures reaching past the window or past a box that clips or scrolls them: such a box
 # (overflow other than visible) hides what overflows it, so the page width alone misleads.
 CUT_OFF_PICTURES = """[...document.images].filter(img => {
