@@ -5,7 +5,10 @@ samples each at 256x256, from the OLD engine (``ipy_images/engine`` at commit 64
 loaded from the git history under another name, so no copy of it is kept) and the NEW one
 (this checkout), side by side in the same run. Per photo and engine it prints:
 
-- s/smp: wall seconds per sample, the four samples run two at a time on two threads;
+- s/smp: wall seconds per sample, the four samples run two at a time on two threads (the
+  old engine's one at a time: two of its calls at once race inside the OpenBLAS that
+  faiss bundles, where each builds its own PCA, and under load its pictures changed from
+  run to run; one at a time they are the same every run, and its s/smp about doubles);
 - coher.: mean squared distance (per patch value, pixels in [0, 1]) from output 7x7
   patches to their nearest input patch; compl.: the same from input patches to the outputs;
 - worst: the 95th percentile of those output-patch distances (seams, smears);
@@ -61,6 +64,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -168,10 +172,14 @@ def engines() -> dict[str, Engine]:
     from ipy_images.engine import generate_variation
 
     old = load_old_engine().generate_variation
+    one_at_a_time = threading.Lock()
+
+    def draw_old(image: Image.Image, i: int, diversity: float = 1.0, seed: int = 0) -> Image.Image:
+        with one_at_a_time:
+            return old(image, size=SIZE, seed=seed + i, diversity=diversity)
+
     return {
-        "old": lambda image, i, diversity=1.0, seed=0: old(
-            image, size=SIZE, seed=seed + i, diversity=diversity
-        ),
+        "old": draw_old,
         "new": lambda image, i, diversity=1.0, seed=0: generate_variation(
             image, size=SIZE, seed=seed, index=i, diversity=diversity
         ),

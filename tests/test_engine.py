@@ -122,12 +122,14 @@ def test_near_copy_is_detected_and_redrawn() -> None:
     from ipy_images.engine import _gpnn
 
     source = pixels(ImageOps.fit(sample_image("astronaut"), (256, 256)))
-    settings = _gpnn.Settings.for_diversity(NEAR_COPY_DIVERSITY)
-    result = _gpnn.synthesize(source, settings, np.random.default_rng(NEAR_COPY_SEED), _no_cancel)
+    result = _gpnn.synthesize(
+        source, NEAR_COPY_DIVERSITY, np.random.default_rng(NEAR_COPY_SEED), _no_cancel
+    )
     assert result.redraws >= 1
 
     # The draw that was rejected: same first start, run to the end without the check.
     pyramid = _gpnn.pyramid_for(source)
+    settings = _gpnn.Settings.for_diversity(NEAR_COPY_DIVERSITY)
     first = _gpnn.depth(256, settings.coarsest)
     start = _gpnn.structured_start(
         pyramid.levels[first], settings, np.random.default_rng(NEAR_COPY_SEED)

@@ -56,8 +56,9 @@ def generate_variation(
     layout is kept: the input is warped smoothly by a few pixels (about 2% of the side at
     0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole.
     1 (the default) moves, re-scales and re-arranges objects while keeping the scene, and
-    seldom draws a part of the input twice; 2 and up re-arrange it more freely, and
-    objects may repeat (two cups, two astronauts). Small things on a plain background
+    seldom draws a part of the input twice; 2 and up move objects further, change their
+    size and shape more and re-invent more of the scene (at 3, a cup's rim may swirl),
+    and an object may still appear twice (two cups). Small things on a plain background
     (a starfield) stay spread over the whole picture at every value; above 1, a fundus
     photo keeps its vessels and optic disc.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
@@ -72,7 +73,7 @@ def generate_variation(
     import faiss
     import numpy as np
 
-    from ._gpnn import PATCH, Settings, synthesize
+    from ._gpnn import PATCH, synthesize
     from ._patches import resize, upsample_nnf, vote
 
     def check_cancel() -> None:
@@ -84,7 +85,7 @@ def generate_variation(
     source = resize(pixels, WORK_SIZE, WORK_SIZE)
     result = synthesize(
         source,
-        Settings.for_diversity(diversity),
+        diversity,
         np.random.default_rng(np.random.SeedSequence([seed, index])),
         check_cancel,
     )

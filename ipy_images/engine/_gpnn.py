@@ -54,9 +54,11 @@ from ._search import PatchIndex, completing_nearest
 PATCH = 7
 RATIO = 0.75
 NOISE = 0.25
-"""Std of the Gaussian noise added to the coarsest level (pixels in [0, 1]) at diversity 1."""
+"""Std of the Gaussian noise added to the coarsest level (pixels in [0, 1]) at diversity 1;
+it grows as diversity**1.5, in a sparse picture in proportion (see Settings.for_diversity)."""
 WARP = 0.12
-"""Std of the smooth warp's displacement, as a share of the image side, at diversity 1."""
+"""Std of the smooth warp's displacement, as a share of the image side, at diversity 1; it
+grows in proportion to diversity, in a sparse picture with its square root."""
 MIRROR = 0.5
 """Chance that the start is mirrored left to right, from diversity 1 up."""
 WARP_GRID = 4
@@ -70,9 +72,6 @@ GENTLE_WARP = 0.04
 """Std of a gentle variation's warp at diversity 1 (it scales with diversity below 1)."""
 CHECK_SIZE = 48
 """The near-copy check runs after the first level at least this large."""
-REPEATS_FROM = 2.0
-"""From this diversity up, the coarsest level may show a part of the source twice, so a
-subject can repeat; below it, each part is shown at one place (see _exclusive)."""
 COPY_LIMIT = 0.6
 """A draw whose largest rigidly shifted region covers more than this share is a near-copy."""
 REDRAWS = 4
@@ -124,7 +123,7 @@ class Settings:
     plain nearest neighbours."""
 
     @classmethod
-    def for_diversity(cls, diversity: float) -> Settings:
+    def for_diversity(cls, diversity: float, *, sparse: bool = False) -> Settings:
         """Two regimes, so that a value below 1 changes less than the default.
 
         Below 1, a gentle variation: the source, smoothly warped by a few pixels, is the
@@ -134,26 +133,35 @@ class Settings:
         search falls back to an exact copy, and the re-draws that followed made 0.5 vary
         as much as 1 or more on 3 of the 7 benchmark photos.)
 
-        From 1 up, a re-composition from the coarsest level: the noise grows with
-        diversity, the warp with its square root. Both stay at moderate strength because
-        what loses content also lowers the samples' variety: a coarser start (10 px has 16
-        patches) or a warp that folds the layout drops rare content (rocket's lights), and
-        the samples converge on the dominant texture. Measured over seeds 0-3, this rose
-        from 1 to 2 to 3 on 5 of the 7 benchmark photos, against 3 of 7 when the coarsest
-        level shrank and the warp grew as diversity**1.5. Below REPEATS_FROM, the coarsest
-        level shows each part of the source at one place (see _exclusive), so the default
-        seldom draws a subject twice; from it up, subjects may repeat. That makes
-        astronaut's samples at 1 vary more than at 2 (without the term below, the knob
-        rose on 4 of 7).
+        From 1 up, a re-composition from the coarsest level, which shows each part of the
+        source at one place at every value (see _exclusive), so a subject is seldom drawn
+        twice. Turning the knob up strengthens the start: the warp grows in proportion to
+        diversity, the noise as diversity**1.5 (0.25, 0.71 and 1.30 at 1, 2 and 3). Measured
+        over seeds 0-15 (4 samples each), the samples' diversity then rose from 1 to 2 to 3
+        on all 7 benchmark photos. Schedules tried before fell short, because at a given
+        strength the one-place rule holds a layout that plain nearest neighbours let go
+        (means over seeds 0-3, rising on):
+        - from 2 up plain nearest neighbours, the noise in proportion to diversity and the
+          warp with its square root: 6 of 7 (astronaut's samples at 2 converged on two
+          astronauts side by side and varied less than at 1: 0.567 against 0.595);
+        - the one-place rule at every value with that schedule: 4 of 7;
+        - the one-place rule, the warp in proportion, the noise with the square root: 1 of 7;
+        - plain nearest neighbours from 2 up with a start zoomed in at random: 5 of 7.
+        What loses content also lowers the samples' variety: a coarser start (10 px has 16
+        patches) drops rare content (rocket's lights), and the samples converge on the
+        dominant texture.
 
-        Above 1, a sparse texture (a starfield) also pulls its coarse levels towards
-        completeness (ALPHA): stronger noise alone left ever larger empty black regions,
-        and its measured diversity stayed flat (0.351, 0.349, 0.346 at 1, 2, 3; with it
-        0.351, 0.408, 0.437, means over seeds 0-3). So does a sparse field inside a frame
-        (SPARSE_FIELD, a fundus photo), whose inside stronger noise turned into a plain
-        orange field without the optic disc and most vessels. In other pictures the same
-        term forces rare parts (a cup's handle, the lights, a face) into places they do
-        not fit, as smears.
+        A ``sparse`` picture, a sparse texture (a starfield) or a sparse field inside a
+        frame (SPARSE_FIELD, a fundus photo), keeps the gentler schedule: the noise in
+        proportion to diversity, the warp with its square root (with the stronger one, a
+        fundus photo's samples at 3 showed the optic disc in fewer samples, and at
+        diversity**1.5 noise varied less at 3 than at 2). Above 1 it also pulls its coarse
+        levels towards completeness (ALPHA): stronger noise alone scattered its few things
+        into an empty field. Without the pull a starfield's measured diversity stayed flat
+        (0.351, 0.349, 0.346 at 1, 2, 3; with it 0.351, 0.408, 0.437, means over seeds 0-3),
+        and a fundus photo's inside turned into a plain orange field without the optic disc
+        and most vessels. In other pictures the same pull forces rare parts (a cup's
+        handle, the lights, a face) into places they do not fit, as smears.
         """
         if diversity < 1:
             return cls(
@@ -166,13 +174,13 @@ class Settings:
                 alpha=None,
             )
         return cls(
-            noise=NOISE * diversity,
-            warp=WARP * diversity**0.5,
+            noise=NOISE * diversity ** (1.0 if sparse else 1.5),
+            warp=WARP * diversity ** (0.5 if sparse else 1.0),
             mirror=MIRROR,
             coarsest=COARSEST,
             copy_limit=COPY_LIMIT,
-            exclusive=diversity < REPEATS_FROM,
-            alpha=ALPHA / (diversity - 1) if diversity > 1 else None,
+            exclusive=True,
+            alpha=ALPHA / (diversity - 1) if sparse and diversity > 1 else None,
         )
 
     def stronger(self) -> Settings:
@@ -317,12 +325,14 @@ def clear_cache() -> None:
 
 def synthesize(
     source: np.ndarray,
-    settings: Settings,
+    diversity: float,
     rng: np.random.Generator,
     check_cancel: Callable[[], None],
 ) -> Result:
-    """A new image the size of ``source`` (square float RGB, side >= 2 * PATCH)."""
+    """A new image the size of ``source`` (square float RGB, side >= 2 * PATCH), as far
+    from it as ``diversity`` asks (see Settings.for_diversity)."""
     pyramid = pyramid_for(source)
+    settings = Settings.for_diversity(diversity, sparse=pyramid.completes)
     first = depth(source.shape[0], settings.coarsest)
     sizes = [level.shape[0] for level in pyramid.levels[: first + 1]]
     # The finest level checked for near-copies: the coarsest one at least CHECK_SIZE wide.
@@ -399,8 +409,9 @@ def run_levels(
     Each level after the coarsest starts from the coarser level's patch choices carried
     up (NNF upsampling), which gives a sharp estimate, then refines it with searches. With
     ``exclusive``, the coarsest level's searches show each source pixel at one place,
-    unless the picture is a texture; with ``alpha``, the searches up to COMPLETE_UP_TO of a
-    sparse texture or field favour what the estimate does not show yet. A picture's frame
+    unless the picture is a texture; with ``alpha`` (a sparse texture or field's, see
+    Settings.for_diversity), the searches up to COMPLETE_UP_TO favour what the estimate does
+    not show yet. A picture's frame
     stays in place (see _frame).
     """
     levels = pyramid.levels
@@ -419,7 +430,7 @@ def run_levels(
         estimate = frame.restore(estimate, target)
         coarsest = nnf is None
         one_place = coarsest and exclusive and not pyramid.texture
-        level_alpha = alpha if pyramid.completes and size <= COMPLETE_UP_TO else None
+        level_alpha = alpha if size <= COMPLETE_UP_TO else None
         for _ in range(rounds(size, coarsest=coarsest)):
             if one_place:
                 found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
