@@ -251,7 +251,8 @@ class Pyramid:
         sparse_field = frame is not None and is_sparse(source[inside], SPARSE_FIELD)
         self.completes = self.sparse or sparse_field
         """Whether above diversity 1 the coarse searches favour what the estimate does not show
-        yet (see COMPLETE_UP_TO): a sparse texture, or a sparse field inside a frame."""
+        yet (see COMPLETE_UP_TO), with the gentler start (see Settings.for_diversity): a
+        sparse texture, or a sparse field inside a frame."""
         self.frames = [  # empty at the coarse levels, which re-compose freely
             LevelFrame.at(frame if level.shape[0] >= FROM_SIZE else None, level.shape[0], PATCH)
             for level in self.levels
@@ -411,8 +412,7 @@ def run_levels(
     ``exclusive``, the coarsest level's searches show each source pixel at one place,
     unless the picture is a texture; with ``alpha`` (a sparse texture or field's, see
     Settings.for_diversity), the searches up to COMPLETE_UP_TO favour what the estimate does
-    not show yet. A picture's frame
-    stays in place (see _frame).
+    not show yet. A picture's frame stays in place (see _frame).
     """
     levels = pyramid.levels
     centre = pyramid.vote_centre
