@@ -129,7 +129,7 @@ def test_near_copy_is_detected_and_redrawn() -> None:
 
     # The draw that was rejected: same first start, run to the end without the check.
     pyramid = _gpnn.pyramid_for(source)
-    settings = _gpnn.Settings.for_diversity(NEAR_COPY_DIVERSITY)
+    settings = _gpnn.Settings.for_diversity(NEAR_COPY_DIVERSITY, sparse=pyramid.completes)
     first = _gpnn.depth(256, settings.coarsest)
     start = _gpnn.structured_start(
         pyramid.levels[first], settings, np.random.default_rng(NEAR_COPY_SEED)

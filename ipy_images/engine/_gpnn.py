@@ -123,7 +123,7 @@ class Settings:
     plain nearest neighbours."""
 
     @classmethod
-    def for_diversity(cls, diversity: float, *, sparse: bool = False) -> Settings:
+    def for_diversity(cls, diversity: float, *, sparse: bool) -> Settings:
         """Two regimes, so that a value below 1 changes less than the default.
 
         Below 1, a gentle variation: the source, smoothly warped by a few pixels, is the
