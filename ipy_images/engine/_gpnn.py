@@ -103,6 +103,10 @@ GENTLE_WARP = 0.04
 """Std of a gentle variation's warp at diversity 1 (it scales with diversity below 1)."""
 CHECK_SIZE = 48
 """The near-copy check runs after the first level at least this large."""
+SEAMS_CHECK_SIZE = 100
+"""After a start by seams, the near-copy check runs at the first level at least this large
+(108 px at 256): at 61 px it flagged draws that ended at 0.22-0.50 copy share, and their
+re-draws, carved deeper, split the astronaut's face in the README demo (seed 7)."""
 COPY_LIMIT = 0.6
 """A draw whose largest rigidly shifted region covers more than this share is a near-copy."""
 REDRAWS = 4
@@ -396,8 +400,9 @@ def synthesize(
     settings = Settings.for_diversity(diversity, sparse=pyramid.completes, texture=pyramid.texture)
     first = depth(source.shape[0], settings.coarsest)
     sizes = [level.shape[0] for level in pyramid.levels[: first + 1]]
-    # The finest level checked for near-copies: the coarsest one at least CHECK_SIZE wide.
-    check_level = max(k for k, s in enumerate(sizes) if s >= min(CHECK_SIZE, sizes[0]))
+    # The finest level checked for near-copies: the coarsest one at least as wide as asked.
+    check_size = CHECK_SIZE if settings.seams is None else SEAMS_CHECK_SIZE
+    check_level = max(k for k, s in enumerate(sizes) if s >= min(check_size, sizes[0]))
     redraws = 0
     while True:
         start = draw_start(pyramid, first, settings, rng, check_cancel)
