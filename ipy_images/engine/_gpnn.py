@@ -464,8 +464,8 @@ def seams_start(
     """Level ``first`` with its parts moved along ``share`` of its side in seams (see
     _seams): of DRAFTS such drafts, the one whose worst-matched patches (DRAFT_QUANTILE) lie
     nearest the source's. Where a draft stretched an edge or a face, its patches match
-    badly there; keeping the best of 8 lowered the worst-patch figure by 10-20% and coarse
-    coherence by 5-40% (seeds 0-3, 5 photos), for about 0.02 s a draft."""
+    badly there; keeping the best of 8 lowered the worst-patch figure by 0-40% and coarse
+    coherence by 3-50% (seeds 0-3, 5 photos), for about 0.02 s a draft."""
     scored = []
     for _ in range(DRAFTS):
         check_cancel()
