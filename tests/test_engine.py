@@ -18,10 +18,9 @@ from ipy_images.errors import InvalidParameterError
 
 NEAR_COPY_SEED = 1
 NEAR_COPY_DIVERSITY = 2.0
-"""A seed and diversity whose first draw on the astronaut comes out as a near-copy. At 2 the
-start is re-composed from the coarsest level; at 1, where the best of several starts by
-seams is kept (one that is no near-copy at 61 px where one is drawn), 6 of seeds 0-99 had a
-first draw flagged at 61 px, and none of them ended as one (copy share 0.23-0.59)."""
+"""A seed and diversity whose first draw on the astronaut comes out as a near-copy: at 2 the
+start is re-composed from the coarsest level (at 1 a start by seams, chosen of several, see
+_gpnn.seams_start)."""
 
 
 def _no_cancel() -> None:
@@ -317,6 +316,28 @@ def test_a_fundus_keeps_its_vessels_and_optic_disc_above_one(diversity: float) -
         sample = generate_variation(fundus, size=256, seed=0, index=index, diversity=diversity)
         assert _pixels_near(sample, disc) >= 0.4 * _pixels_near(fundus, disc), index
         assert _pixels_near(sample, vessel) >= 0.5 * _pixels_near(fundus, vessel), index
+
+
+def test_seams_move_a_subject_whole_and_say_how_far() -> None:
+    from ipy_images.engine._seams import recompose
+
+    # A red disc on a plain grey field: the seams pass beside it, so it comes out whole, once,
+    # somewhere else; the move reported is its own, since only its edge has contrast.
+    side, radius = 61, 8
+    rows, columns = np.mgrid[:side, :side]
+    disc = (rows - 24) ** 2 + (columns - 36) ** 2 <= radius**2
+    image = np.full((side, side, 3), 0.5, np.float32)
+    image[disc] = (0.9, 0.1, 0.1)
+    shifts = []
+    for seed in range(8):
+        out, moved = recompose(image, 0.2, np.random.default_rng(seed))
+        assert out.shape == image.shape
+        red = (out[..., 0] > 0.7) & (out[..., 1] < 0.3)
+        assert abs(int(red.sum()) - int(disc.sum())) <= 0.1 * disc.sum(), seed
+        shift = np.hypot(rows[red].mean() - 24, columns[red].mean() - 36)
+        assert abs(moved - shift) <= 1.5, (seed, moved, shift)
+        shifts.append(shift)
+    assert min(shifts) >= 3  # each of the 8 moved it (by 6 to 13 px when written)
 
 
 def _starfield() -> Image.Image:

@@ -6,7 +6,9 @@ a number of seams are removed where a random smooth profile across the picture i
 and as many inserted (each a blend of the two columns it sits between) where it is high,
 sideways and then, fewer, up and down: the parts in between move by up to that many
 pixels, a face or a cup stays whole, and nothing is shown twice. The patch search of the
-finer levels then redraws the seams' surroundings from the source's own patches.
+finer levels then redraws the seams' surroundings from the source's own patches. Each
+start also says how far its detail moved, so that of several the one that changed the
+picture most can be kept (see _gpnn.seams_start).
 
 This is the start from diversity 1 up to 2 in a picture with a layout (see
 _gpnn.Settings.for_diversity); re-composing from the coarsest level instead drew subjects
@@ -39,30 +41,42 @@ KNOTS = 4
 """The profile is drawn at KNOTS evenly spaced points across the picture and interpolated."""
 
 
-def recompose(image: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+def recompose(
+    image: np.ndarray, share: float, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
     """``image`` (square, float RGB) with its parts moved sideways along about ``share`` of
-    its side in seams, then up or down along DOWN times as many."""
-    moved = move_sideways(image, share, rng)
-    return move_sideways(moved.transpose(1, 0, 2), DOWN * share, rng).transpose(1, 0, 2)
+    its side in seams, then up or down along DOWN times as many; and how far its detail
+    moved on average, in pixels: each pixel's move weighted by its contrast, since a plain sky
+    moved shows no change."""
+    height, width = image.shape[:2]
+    rows, columns = np.mgrid[:height, :width].astype(np.float32)
+    # The pixels' coordinates travel as two more channels, so the moves carry them along.
+    tracked = np.dstack([image, rows, columns])
+    tracked = move_sideways(tracked, share, rng)
+    tracked = move_sideways(tracked.transpose(1, 0, 2), DOWN * share, rng).transpose(1, 0, 2)
+    moved = np.hypot(tracked[..., 3] - rows, tracked[..., 4] - columns)
+    weight = contrast(tracked[..., :3])
+    return tracked[..., :3], float((moved * weight).sum() / (weight.sum() + 1e-6))
 
 
 def move_sideways(image: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
-    """``image`` with seams (between half and one and a half times ``share`` of its width,
-    at random) removed where a random profile is low and as many inserted where it is high."""
+    """``image`` with seams (``share`` of its width) removed where a random profile is low and
+    as many inserted where it is high. The seams follow the contrast of its first three
+    channels (RGB); any further ones are carried along."""
     height, width = image.shape[:2]
-    count = min(width // 2, max(1, round(share * width * (0.5 + rng.random()))))
+    count = min(width // 2, max(1, round(share * width)))
     profile = np.interp(
         np.linspace(0, KNOTS - 1, width), np.arange(KNOTS), rng.random(KNOTS)
     ).astype(np.float32)
     low = np.broadcast_to(profile, (height, width)).copy()
     taken = np.zeros((height, width), np.float32)  # 1 on and beside the inserted seams
-    pull = BIAS * (float(contrast(image).mean()) + 1e-6)
+    pull = BIAS * (float(contrast(image[..., :3]).mean()) + 1e-6)
     for _ in range(count):
-        path = cheapest_seam(contrast(image) + pull * low)
+        path = cheapest_seam(contrast(image[..., :3]) + pull * low)
         image, low, taken = (_remove(a, path) for a in (image, low, taken))
     for _ in range(count):
         # An inserted seam is a blend of its neighbours: taken again, it would stretch one spot.
-        path = cheapest_seam(contrast(image) + pull * (1.0 - low) + BESIDE * pull * taken)
+        path = cheapest_seam(contrast(image[..., :3]) + pull * (1.0 - low) + BESIDE * pull * taken)
         image = _insert(image, path, blend=True)
         low, taken = (_insert(a, path, blend=False) for a in (low, taken))
         rows = np.arange(height)
