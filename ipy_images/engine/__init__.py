@@ -55,14 +55,18 @@ def generate_variation(
     ``diversity`` in (0, 4] sets how far the picture departs from the input. Below 1 the
     layout is kept: the input is warped smoothly by a few pixels (about 2% of the side at
     0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole.
-    1 (the default) moves, re-scales and re-arranges objects while keeping the scene, and
-    seldom draws a part of the input twice; 2 and up move objects further, change their
-    size and shape more and re-invent more of the scene (at 3, a cup's rim may swirl),
-    and an object may still appear twice (two cups). Small things on a plain background
-    (a starfield) stay spread over the whole picture at every value; above 1, a fundus
-    photo keeps its vessels and optic disc.
+    From 1 (the default) up to 2, a picture with a layout has its parts moved apart or
+    together along seams of least detail: the same subject, whole and once, in a new
+    arrangement, with a shape widened or narrowed (a cup's rim may come out wavy); where
+    the picture has wide plain parts (a sky), they move further. A texture or a sparse
+    picture (a starfield, a fundus photo) at every value from 1, and from 2 up any picture,
+    is re-composed from a coarse level instead: objects move further, change size and shape
+    and more of the scene is re-invented (at 3, a cup's rim may swirl), and an object may
+    appear twice (two cups). Small things on a plain background (a
+    starfield) stay spread over the whole picture at every value; above 1, a fundus photo
+    keeps its vessels and optic disc.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
-    stronger warp. At every value, a frame around the picture (a margin of one colour
+    stronger start (more seams, or a stronger warp). At every value, a frame around the picture (a margin of one colour
     joined to the border all round: a fundus photo's black corners, a scan's white
     margin) stays in place and only the inside varies.
 
