@@ -66,9 +66,9 @@ def generate_variation(
     starfield) stay spread over the whole picture at every value; above 1, a fundus photo
     keeps its vessels and optic disc.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
-    stronger start (more seams, or a stronger warp). At every value, a frame around the picture (a margin of one colour
-    joined to the border all round: a fundus photo's black corners, a scan's white
-    margin) stays in place and only the inside varies.
+    stronger start (more seams, or a stronger warp). At every value, a frame around the
+    picture (a margin of one colour joined to the border all round: a fundus photo's black
+    corners, a scan's white margin) stays in place and only the inside varies.
 
     Raises EngineCancelled when ``cancel`` is set (checked every few milliseconds of work)
     and ValueError for invalid arguments.
