@@ -62,9 +62,9 @@ def generate_variation(
     picture (a starfield, a fundus photo) at every value from 1, and from 2 up any picture,
     is re-composed from a coarse level instead: objects move further, change size and shape
     and more of the scene is re-invented (at 3, a cup's rim may swirl), and an object may
-    appear twice (two cups). Small things on a plain background (a
-    starfield) stay spread over the whole picture at every value; above 1, a fundus photo
-    keeps its vessels and optic disc.
+    appear twice (two cups). Small things on a plain background (a starfield) stay spread
+    over the whole picture at every value; above 1, a fundus photo keeps its vessels and
+    optic disc.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
     stronger start (more seams, or a stronger warp). At every value, a frame around the
     picture (a margin of one colour joined to the border all round: a fundus photo's black

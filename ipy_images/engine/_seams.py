@@ -44,9 +44,9 @@ KNOTS = 4
 def recompose(
     image: np.ndarray, share: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, float]:
-    """``image`` (square, float RGB) with its parts moved sideways along about ``share`` of
-    its side in seams, then up or down along DOWN times as many; and how far its detail
-    moved on average, in pixels: each pixel's move weighted by its contrast, since a plain sky
+    """``image`` (square, float RGB) with its parts moved sideways along ``share`` of its
+    side in seams, then up or down along DOWN times as many; and how far its detail moved
+    on average, in pixels: each pixel's move weighted by its contrast, since a plain sky
     moved shows no change."""
     height, width = image.shape[:2]
     rows, columns = np.mgrid[:height, :width].astype(np.float32)
