@@ -71,6 +71,7 @@ def move_sideways(image: np.ndarray, share: float, rng: np.random.Generator) -> 
     low = np.broadcast_to(profile, (height, width)).copy()
     taken = np.zeros((height, width), np.float32)  # 1 on and beside the inserted seams
     pull = BIAS * (float(contrast(image[..., :3]).mean()) + 1e-6)
+    rows = np.arange(height)
     for _ in range(count):
         path = cheapest_seam(contrast(image[..., :3]) + pull * low)
         image, low, taken = (_remove(a, path) for a in (image, low, taken))
@@ -79,7 +80,6 @@ def move_sideways(image: np.ndarray, share: float, rng: np.random.Generator) -> 
         path = cheapest_seam(contrast(image[..., :3]) + pull * (1.0 - low) + BESIDE * pull * taken)
         image = _insert(image, path, blend=True)
         low, taken = (_insert(a, path, blend=False) for a in (low, taken))
-        rows = np.arange(height)
         taken[rows, path] = taken[rows, path + 1] = 1.0
     return image
 
