@@ -12,8 +12,9 @@ the fine levels restore sharp detail, so every output patch comes from the sourc
 From diversity 1 up to 2, a picture with a layout (neither a texture nor a sparse field)
 starts at a middle level (61 px) from the source with its parts moved apart or together
 along seams of least contrast (see _seams), the best of a few such drafts (see
-seams_start); the next levels take more rounds to redraw what the seams stretched from the
-source's own patches. Re-composed from the coarsest level instead, its samples were
+seams_start). Rounds of wider patches there put back the outlines the seams bent (see
+SHAPE_PATCH), and the next levels take more rounds to redraw what the seams stretched from
+the source's own patches. Re-composed from the coarsest level instead, its samples were
 collages: a subject drawn twice, objects cut in half.
 
 Why a warped start rather than GPNN's pure noise (textures, and from 2 up): noise strong
@@ -110,6 +111,18 @@ REPAIR_UP_TO = 150
 """81, 108 and 144 px at 256. With 144 px as well as the two below it, the worst-patch figure
 over the 7 benchmark photos fell from 0.704x to 0.693x the old engine's (seeds 0-3), for
 about 0.1 s a sample; coarse coherence and diversity did not move."""
+SHAPE_PATCH = 13
+"""After a start by seams, SHAPE_ROUNDS of the rounds at its level compare patches this
+wide (13 px of 61, a fifth of the side) instead of PATCH. Where a seam crosses an outline
+it bends it (a bite out of a saucer's edge), and 7x7 patches of the bend still match some
+corner of the source; patches this wide match only the source's own outlines, so these
+rounds put rigid pieces of them back, and the PATCH rounds after them settle the detail.
+See docs/engine, "Wide patches after a start by seams"."""
+SHAPE_ROUNDS = 4
+SHAPE_AFTER = 8
+"""The wide rounds come after this many PATCH rounds. Run on the draft itself, they drew
+twice a small thing the seams had stretched (a badge, a name tag: its wide patches matched
+it at two offsets, one each side); after 8 PATCH rounds it is one thing again."""
 GENTLE_WARP = 0.04
 """Std of a gentle variation's warp at diversity 1 (it scales with diversity below 1)."""
 CHECK_SIZE = 48
@@ -328,20 +341,30 @@ class Pyramid:
         """Whether above diversity 1 the coarse searches favour what the estimate does not show
         yet (see COMPLETE_UP_TO), with the gentler start (see Settings.for_diversity): a
         sparse texture, or a sparse field inside a frame."""
-        self.frames = [  # empty at the coarse levels, which re-compose freely
-            LevelFrame.at(frame if level.shape[0] >= FROM_SIZE else None, level.shape[0], PATCH)
-            for level in self.levels
-        ]
-        self._indexes: dict[int, PatchIndex] = {}
+        self._frame = frame
+        self._frames: dict[tuple[int, int], LevelFrame] = {}
+        self._indexes: dict[tuple[int, int], PatchIndex] = {}
         self._lock = threading.Lock()
 
+    def frame(self, k: int, patch: int = PATCH) -> LevelFrame:
+        """Level ``k``'s frame, with the ``patch``-wide patches centred on it; empty at the
+        coarse levels, which re-compose freely."""
+        key = (k, patch)
+        if key not in self._frames:  # two threads may both make it: the same value
+            side = self.levels[k].shape[0]
+            self._frames[key] = LevelFrame.at(
+                self._frame if side >= FROM_SIZE else None, side, patch
+            )
+        return self._frames[key]
+
     def nearest(
-        self, k: int, queries: np.ndarray, check_cancel: Callable[[], None]
+        self, k: int, queries: np.ndarray, check_cancel: Callable[[], None], patch: int = PATCH
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Level ``k``'s nearest patch to each query (its index among all the level's
-        patches) and the squared distance; patches centred on a frame are not offered."""
-        found, distances = self._index(k).nearest(queries, check_cancel)
-        return self._offered(k)[found], distances
+        """Level ``k``'s nearest ``patch``-wide patch to each query (its index among all the
+        level's patches that wide) and the squared distance; patches centred on a frame are
+        not offered."""
+        found, distances = self._index(k, patch).nearest(queries, check_cancel)
+        return self._offered(k, patch)[found], distances
 
     def completing(
         self, k: int, queries: np.ndarray, alpha: float
@@ -352,18 +375,19 @@ class Pyramid:
         found, distances = completing_nearest(queries, keys, alpha)
         return offered[found], distances
 
-    def _offered(self, k: int) -> np.ndarray:
-        """The indexes of level ``k``'s patches offered to searches (not centred on a
-        frame)."""
-        return np.flatnonzero(~self.frames[k].centred)
+    def _offered(self, k: int, patch: int = PATCH) -> np.ndarray:
+        """The indexes of level ``k``'s ``patch``-wide patches offered to searches (not
+        centred on a frame)."""
+        return np.flatnonzero(~self.frame(k, patch).centred)
 
-    def _index(self, k: int) -> PatchIndex:
-        """Level ``k``'s search index over its offered patches, built when first searched
-        (the completing search needs none)."""
+    def _index(self, k: int, patch: int) -> PatchIndex:
+        """Level ``k``'s search index over its offered ``patch``-wide patches, built when
+        first searched (the completing search needs none)."""
         with self._lock:  # two samples of one picture build each index once, not twice
-            if k not in self._indexes:
-                self._indexes[k] = PatchIndex(extract(self.levels[k], PATCH)[self._offered(k)])
-            return self._indexes[k]
+            if (k, patch) not in self._indexes:
+                keys = extract(self.levels[k], patch)[self._offered(k, patch)]
+                self._indexes[k, patch] = PatchIndex(keys)
+            return self._indexes[k, patch]
 
 
 def is_sparse(pixels: np.ndarray, share: float = SPARSE) -> bool:
@@ -487,7 +511,7 @@ def seams_start(
     coherence fell from 0.747x the old engine's to 0.702x, the worst-patch figure from
     0.693x to 0.683x (with COPY_LIMIT 0.5 here, coarse coherence rose again)."""
     grid = pyramid.levels[first].shape[0] - PATCH + 1
-    counted = ~pyramid.frames[first].centred.ravel()
+    counted = ~pyramid.frame(first).centred.ravel()
     drafts = []
     for _ in range(DRAFTS):
         check_cancel()
@@ -563,7 +587,7 @@ def run_levels(
         target = levels[k]
         size = target.shape[0]
         grid = size - PATCH + 1
-        frame = pyramid.frames[k]
+        frame = pyramid.frame(k)
         if nnf is not None:
             nnf = frame.pin(upsample_nnf(nnf, grid, PATCH))
             estimate = vote(target, nnf, PATCH, centre=centre)
@@ -571,17 +595,16 @@ def run_levels(
         coarsest = nnf is None
         one_place = coarsest and exclusive and not pyramid.texture
         level_alpha = alpha if size <= COMPLETE_UP_TO else None
-        for _ in range(rounds(size, coarsest=coarsest, seams=seams)):
+        for done in range(rounds(size, coarsest=coarsest, seams=seams)):
+            if seams and coarsest and done == SHAPE_AFTER:
+                estimate = shape_rounds(pyramid, k, estimate, check_cancel)
             if one_place:
                 found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
             elif level_alpha is not None:
                 found, distances = pyramid.completing(k, extract(estimate, PATCH), level_alpha)
             else:
                 found, distances = pyramid.nearest(k, extract(estimate, PATCH), check_cancel)
-            nnf = frame.pin(found.reshape(grid, grid))
-            weights = match_weights(distances).reshape(grid, grid)
-            weights[frame.centred] = 1.0  # the frame's own patches fit exactly
-            estimate = frame.restore(vote(target, nnf, PATCH, weights, centre=centre), target)
+            nnf, estimate = replace_patches(pyramid, k, found, distances)
         if (
             k == check_level
             and copy_limit is not None
@@ -591,6 +614,35 @@ def run_levels(
             return None
     assert nnf is not None  # every level runs at least one round
     return estimate, nnf
+
+
+def shape_rounds(
+    pyramid: Pyramid, k: int, estimate: np.ndarray, check_cancel: Callable[[], None]
+) -> np.ndarray:
+    """SHAPE_ROUNDS rounds at level ``k`` with SHAPE_PATCH-wide patches: outlines that a
+    start by seams bent, put back from rigid pieces of the source's own."""
+    for _ in range(SHAPE_ROUNDS):
+        queries = extract(estimate, SHAPE_PATCH)
+        found, distances = pyramid.nearest(k, queries, check_cancel, SHAPE_PATCH)
+        _, estimate = replace_patches(pyramid, k, found, distances, SHAPE_PATCH)
+    return estimate
+
+
+def replace_patches(
+    pyramid: Pyramid, k: int, found: np.ndarray, distances: np.ndarray, patch: int = PATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """One round's result at level ``k`` from its search (each ``patch``-wide output
+    patch's source patch ``found`` and their squared ``distances``): the NNF, with the
+    frame's patches pinned, and the vote of the patches it picks, weighted by how well each
+    one matched."""
+    target = pyramid.levels[k]
+    frame = pyramid.frame(k, patch)
+    grid = target.shape[0] - patch + 1
+    nnf = frame.pin(found.reshape(grid, grid))
+    weights = match_weights(distances).reshape(grid, grid)
+    weights[frame.centred] = 1.0  # the frame's own patches fit exactly
+    estimate = vote(target, nnf, patch, weights, centre=pyramid.vote_centre)
+    return nnf, frame.restore(estimate, target)
 
 
 def match_weights(distances: np.ndarray) -> np.ndarray:
