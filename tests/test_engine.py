@@ -356,6 +356,43 @@ def test_a_start_by_seams_seldom_needs_a_redraw(name: str) -> None:
     assert sum(count > 0 for count in redraws) <= 1, redraws
 
 
+def test_wide_rounds_put_a_bitten_outline_back() -> None:
+    """A seam that crosses an outline bites into it (a saucer's edge). The wide rounds after a
+    start by seams (see _gpnn.SHAPE_PATCH) fill the bite from the source's own outline;
+    the same number of rounds with 7x7 patches fills much less of it, since a 7x7 patch of
+    the bite still matches some part of the source's edge well enough."""
+    from ipy_images.engine import _gpnn
+    from ipy_images.engine._patches import extract
+
+    size, radius = 256, 80
+    rows, columns = np.mgrid[:size, :size]
+    grain = np.random.default_rng(0).normal(0.0, 0.03, (size, size, 3))
+    source = np.clip(np.array([0.55, 0.35, 0.2]) + grain, 0.0, 1.0).astype(np.float32)
+    source[np.hypot(rows - 128, columns - 128) < radius] = (0.8, 0.1, 0.1)
+    pyramid = _gpnn.Pyramid(source)
+    k = _gpnn.depth(size, _gpnn.SEAMS_COARSEST)
+    level = pyramid.levels[k]
+    side = level.shape[0]
+    rows, columns = np.mgrid[:side, :side]
+    centre, edge = (side - 1) / 2, radius * side / size
+    inside = np.hypot(rows - centre, columns - centre) < edge - 0.5
+    bite = inside & (np.hypot(rows - centre, columns - centre - edge) < 4)
+    bitten = level.copy()
+    bitten[bite] = level[0, 0]
+
+    def red(image: np.ndarray) -> float:
+        return float(np.mean(image[bite][:, 0] - image[bite][:, 1]))
+
+    narrow = bitten
+    for _ in range(_gpnn.SHAPE_ROUNDS):
+        found, distances = pyramid.nearest(k, extract(narrow, _gpnn.PATCH), _no_cancel)
+        _, narrow = _gpnn.replace_patches(pyramid, k, found, distances)
+    wide = _gpnn.shape_rounds(pyramid, k, bitten, _no_cancel)
+    assert red(bitten) < 0.3 * red(level)
+    assert red(wide) >= 0.8 * red(level), (red(wide), red(level))
+    assert red(narrow) < 0.7 * red(level), (red(narrow), red(level))
+
+
 def _starfield() -> Image.Image:
     """scikit-image's hubble_deep_field (public domain, NASA), cropped and reduced to 256 px."""
     return Image.open(Path(__file__).parent / "data" / "hubble_deep_field.jpg").convert("RGB")
