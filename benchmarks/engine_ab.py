@@ -1,0 +1,151 @@
+"""The local engine in this checkout against another revision of it, over several seeds.
+
+How an engine change is judged before it lands (the tables in docs/engine come from it):
+for each photo, at each seed, ``SAMPLES`` samples at 256 px from the engine at ``--base``
+(``git archive REV ipy_images/engine``, imported beside this checkout's as the package
+``base_engine``) and from this checkout's, each drawn two at a time on two threads. Per
+photo it prints the means over the seeds, base beside checkout, of:
+
+- div.in: SinGAN's diversity of the seed's samples, inside the input's frame (see
+  benchmarks/engine.py; the target is 0.25 or more);
+- coarse, worst, c.cpl: coarse coherence, the worst-patch figure and coarse completeness
+  (see benchmarks/engine.py), in units of 1e-5 (lower is better);
+- s/smp: wall seconds per sample.
+
+and then their means over the photos. One seed's 4 samples measure diversity to about
+0.05, as much as most changes move it, so judge by the means over 4 seeds or more. The
+figures rise with the samples' variety: a change that varies the samples more will score
+worse on coarse coherence without drawing worse pictures, so compare at about the same
+div.in, and look at the sheets: with ``--sheets DIR`` it writes ``NAME-ab.png`` per photo,
+each seed's base row above its checkout row, at full size (the defects the figures miss,
+a kinked rim or a broken tower, show at 256 px, not in thumbnails).
+
+Environment switches that an experiment reads (``os.environ``) reach both engines; the
+base revision ignores those it does not know.
+
+    python benchmarks/engine_ab.py [--base main] [--photos coffee,rocket] [--seeds 0-3]
+        [--diversity 1] [--sheets /tmp/ab]
+
+The base revision needs ``generate_variation(..., index=...)``: any since issue 13's
+first defect was fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import engine as bench
+import faiss
+import numpy as np
+from PIL import Image
+
+SAMPLES = bench.SAMPLES
+PHOTOS = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "rocket")
+"""The photos with a layout, which take the start by seams at diversity 1."""
+UNIT = 1e-5
+Draw = Callable[..., Image.Image]
+Figures = dict[str, float]
+
+
+def seeds(text: str) -> list[int]:
+    """``0-3`` or ``0,2,5`` (or both, comma-separated) as a list of seeds."""
+    found: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        found.extend(range(int(first), int(last or first) + 1))
+    return found
+
+
+def draw_seed(draw: Draw, image: Image.Image, seed: int, diversity: float) -> list[Image.Image]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(
+            pool.map(
+                lambda i: draw(image, size=bench.SIZE, seed=seed, index=i, diversity=diversity),
+                range(SAMPLES),
+            )
+        )
+
+
+def figures(source: np.ndarray, samples: list[Image.Image], seconds: float) -> Figures:
+    outputs = [bench.to_array(sample) for sample in samples]
+    scores = bench.score(source, outputs)
+    return {
+        "div.in": bench.diversity(source, outputs, bench.inside_frame(source)),
+        "coarse": scores.coarse / UNIT,
+        "worst": scores.worst / UNIT,
+        "c.cpl": scores.coarse_completeness / UNIT,
+        "s/smp": seconds / SAMPLES,
+    }
+
+
+COLUMNS = {"div.in": ".3f", "coarse": ".0f", "worst": ".0f", "c.cpl": ".0f", "s/smp": ".2f"}
+
+
+def cells(means: Figures) -> str:
+    return "".join(f" {means[title]:>7{form}}" for title, form in COLUMNS.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="HEAD", help="git revision to compare against")
+    parser.add_argument("--photos", default=",".join(PHOTOS), help="comma-separated photos")
+    parser.add_argument("--seeds", type=seeds, default=seeds("0-3"), help="e.g. 0-3 or 0,4")
+    parser.add_argument("--diversity", type=float, default=1.0)
+    parser.add_argument("--sheets", type=Path, help="directory for NAME-ab.png")
+    args = parser.parse_args()
+    from ipy_images.engine import generate_variation
+
+    faiss.omp_set_num_threads(2)  # the measures' exact searches; the engines set their own
+    with tempfile.TemporaryDirectory(prefix="base_engine_") as folder:
+        bench.unpack_engine(args.base, Path(folder))
+        engines: dict[str, Draw] = {
+            "base": bench.import_engine(Path(folder), "base_engine").generate_variation,
+            "checkout": generate_variation,
+        }
+        header = "".join(f" {title:>7}" for title in COLUMNS)
+        print(
+            f"{args.base} (base) against this checkout: {SAMPLES} samples at diversity"
+            f" {args.diversity:g}, means over seeds {args.seeds}; coarse, worst, c.cpl x1e5"
+        )
+        print(f"{'photo':<21}{'base':^{len(header)}} |{'checkout':^{len(header)}}")
+        print(f"{'':<21}{header} |{header}", flush=True)
+        table: dict[str, dict[str, Figures]] = {}
+        if args.sheets is not None:
+            args.sheets.mkdir(parents=True, exist_ok=True)
+        for name in args.photos.split(","):
+            image = bench.square(bench.photos()[name])
+            resized = image.resize((bench.SIZE, bench.SIZE), Image.Resampling.LANCZOS)
+            source = bench.to_array(resized)
+            per_seed: dict[str, list[Figures]] = {label: [] for label in engines}
+            rows: dict[str, list[Image.Image]] = {}
+            for draw in engines.values():
+                draw(image, size=bench.SIZE, seed=0, index=99)  # warm-up: the source's pyramid
+            for seed in args.seeds:
+                for label, draw in engines.items():
+                    start = time.perf_counter()
+                    samples = draw_seed(draw, image, seed, args.diversity)
+                    seconds = time.perf_counter() - start
+                    per_seed[label].append(figures(source, samples, seconds))
+                    rows[f"seed {seed}, {label}"] = samples
+            table[name] = {
+                label: {t: float(np.mean([f[t] for f in runs])) for t in COLUMNS}
+                for label, runs in per_seed.items()
+            }
+            print(f"{name:<21}{cells(table[name]['base'])} |{cells(table[name]['checkout'])}")
+            if args.sheets is not None:
+                sheet = bench.contact_sheet(resized, rows, side=bench.SIZE)
+                sheet.save(args.sheets / f"{name}-ab.png", optimize=True)
+        means = {
+            label: {t: float(np.mean([row[label][t] for row in table.values()])) for t in COLUMNS}
+            for label in engines
+        }
+        print(f"{'mean':<21}{cells(means['base'])} |{cells(means['checkout'])}")
+
+
+if __name__ == "__main__":
+    main()
