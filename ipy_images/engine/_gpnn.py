@@ -370,12 +370,12 @@ class Pyramid:
         self, k: int, queries: np.ndarray, alpha: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """As nearest, with GPNN's completeness term (see _search.completing_nearest)."""
-        offered = self._offered(k)
+        offered = self._offered(k, PATCH)
         keys = extract(self.levels[k], PATCH)[offered]
         found, distances = completing_nearest(queries, keys, alpha)
         return offered[found], distances
 
-    def _offered(self, k: int, patch: int = PATCH) -> np.ndarray:
+    def _offered(self, k: int, patch: int) -> np.ndarray:
         """The indexes of level ``k``'s ``patch``-wide patches offered to searches (not
         centred on a frame)."""
         return np.flatnonzero(~self.frame(k, patch).centred)
