@@ -98,14 +98,21 @@ def main() -> None:
     parser.add_argument("--diversity", type=float, default=1.0)
     parser.add_argument("--sheets", type=Path, help="directory for NAME-ab.png")
     args = parser.parse_args()
-    from ipy_images.engine import generate_variation
+    import ipy_images.engine
+
+    root = Path(__file__).resolve().parent.parent
+    if not Path(ipy_images.engine.__file__).resolve().is_relative_to(root):
+        parser.error(
+            f"ipy_images is imported from {Path(ipy_images.engine.__file__).parent}, not from"
+            f" this checkout: run with PYTHONPATH={root}"
+        )
 
     faiss.omp_set_num_threads(2)  # the measures' exact searches; the engines set their own
     with tempfile.TemporaryDirectory(prefix="base_engine_") as folder:
         bench.unpack_engine(args.base, Path(folder))
         engines: dict[str, Draw] = {
             "base": bench.import_engine(Path(folder), "base_engine").generate_variation,
-            "checkout": generate_variation,
+            "checkout": ipy_images.engine.generate_variation,
         }
         header = "".join(f" {title:>7}" for title in COLUMNS)
         print(
