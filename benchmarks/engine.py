@@ -441,8 +441,8 @@ def save_sheet(sheet: Image.Image, path: Path) -> None:
     # 256 colours, dithered: a third of the bytes, no visible change at thumbnail size. The
     # palette refined by k-means keeps a small saturated area's colour (the astronaut's
     # purple badge, which the plain median cut turned grey) and a fundus photo's smooth
-    # gradients (which an octree palette posterised): colour error, blurred by 1.5 px,
-    # 1.4 levels of 255 against 2.8 and 1.9.
+    # gradients (which an octree palette posterised). Colour error blurred by 1.5 px, on a
+    # sheet of coffee and the astronaut: 1.4 levels of 255, against 2.8 and 1.9.
     sheet.quantize(256, kmeans=3, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
 
 

@@ -33,6 +33,7 @@ first defect was fixed.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -90,6 +91,29 @@ def cells(means: Figures) -> str:
     return "".join(f" {means[title]:>7{form}}" for title, form in COLUMNS.items())
 
 
+def compare(
+    engines: dict[str, Draw], image: Image.Image, seeds: list[int], diversity: float
+) -> tuple[dict[str, Figures], dict[str, list[Image.Image]]]:
+    """Each engine's figures on ``image``, means over ``seeds``, and the samples as sheet
+    rows (each seed's base row above its checkout row)."""
+    source = bench.to_array(image.resize((bench.SIZE, bench.SIZE), Image.Resampling.LANCZOS))
+    per_seed: dict[str, list[Figures]] = {label: [] for label in engines}
+    rows: dict[str, list[Image.Image]] = {}
+    for draw in engines.values():
+        draw(image, size=bench.SIZE, seed=0, index=99)  # warm-up: the source's pyramid
+    for seed in seeds:
+        for label, draw in engines.items():
+            start = time.perf_counter()
+            samples = draw_seed(draw, image, seed, diversity)
+            per_seed[label].append(figures(source, samples, time.perf_counter() - start))
+            rows[f"seed {seed}, {label}"] = samples
+    means = {
+        label: {title: float(np.mean([f[title] for f in runs])) for title in COLUMNS}
+        for label, runs in per_seed.items()
+    }
+    return means, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD", help="git revision to compare against")
@@ -106,10 +130,19 @@ def main() -> None:
             f"ipy_images is imported from {Path(ipy_images.engine.__file__).parent}, not from"
             f" this checkout: run with PYTHONPATH={root}"
         )
+    if not 0 < args.diversity <= ipy_images.engine.MAX_DIVERSITY:
+        parser.error(f"--diversity must be in (0, {ipy_images.engine.MAX_DIVERSITY:g}]")
+    photos = bench.photos()
+    names = args.photos.split(",")
+    if unknown := [name for name in names if name not in photos]:
+        parser.error(f"unknown photos {', '.join(unknown)}; choose from {', '.join(photos)}")
 
     faiss.omp_set_num_threads(2)  # the measures' exact searches; the engines set their own
     with tempfile.TemporaryDirectory(prefix="base_engine_") as folder:
-        bench.unpack_engine(args.base, Path(folder))
+        try:
+            bench.unpack_engine(args.base, Path(folder))
+        except subprocess.CalledProcessError as error:
+            parser.error(f"git archive {args.base}: {error.stderr.decode().strip()}")
         engines: dict[str, Draw] = {
             "base": bench.import_engine(Path(folder), "base_engine").generate_variation,
             "checkout": ipy_images.engine.generate_variation,
@@ -121,30 +154,15 @@ def main() -> None:
         )
         print(f"{'photo':<21}{'base':^{len(header)}} |{'checkout':^{len(header)}}")
         print(f"{'':<21}{header} |{header}", flush=True)
-        table: dict[str, dict[str, Figures]] = {}
         if args.sheets is not None:
             args.sheets.mkdir(parents=True, exist_ok=True)
-        for name in args.photos.split(","):
-            image = bench.square(bench.photos()[name])
-            resized = image.resize((bench.SIZE, bench.SIZE), Image.Resampling.LANCZOS)
-            source = bench.to_array(resized)
-            per_seed: dict[str, list[Figures]] = {label: [] for label in engines}
-            rows: dict[str, list[Image.Image]] = {}
-            for draw in engines.values():
-                draw(image, size=bench.SIZE, seed=0, index=99)  # warm-up: the source's pyramid
-            for seed in args.seeds:
-                for label, draw in engines.items():
-                    start = time.perf_counter()
-                    samples = draw_seed(draw, image, seed, args.diversity)
-                    seconds = time.perf_counter() - start
-                    per_seed[label].append(figures(source, samples, seconds))
-                    rows[f"seed {seed}, {label}"] = samples
-            table[name] = {
-                label: {t: float(np.mean([f[t] for f in runs])) for t in COLUMNS}
-                for label, runs in per_seed.items()
-            }
+        table: dict[str, dict[str, Figures]] = {}
+        for name in names:
+            image = bench.square(photos[name])
+            table[name], rows = compare(engines, image, args.seeds, args.diversity)
             print(f"{name:<21}{cells(table[name]['base'])} |{cells(table[name]['checkout'])}")
             if args.sheets is not None:
+                resized = image.resize((bench.SIZE, bench.SIZE), Image.Resampling.LANCZOS)
                 sheet = bench.contact_sheet(resized, rows, side=bench.SIZE)
                 sheet.save(args.sheets / f"{name}-ab.png", optimize=True)
         means = {
