@@ -92,11 +92,16 @@ def cells(means: Figures) -> str:
 
 
 def compare(
-    engines: dict[str, Draw], image: Image.Image, seeds: list[int], diversity: float
+    engines: dict[str, Draw],
+    image: Image.Image,
+    resized: Image.Image,
+    seeds: list[int],
+    diversity: float,
 ) -> tuple[dict[str, Figures], dict[str, list[Image.Image]]]:
-    """Each engine's figures on ``image``, means over ``seeds``, and the samples as sheet
-    rows (each seed's base row above its checkout row)."""
-    source = bench.to_array(image.resize((bench.SIZE, bench.SIZE), Image.Resampling.LANCZOS))
+    """Each engine's figures on ``image`` (scored against ``resized``, it at the samples'
+    size), means over ``seeds``, and the samples as sheet rows (each seed's base row above
+    its checkout row)."""
+    source = bench.to_array(resized)
     per_seed: dict[str, list[Figures]] = {label: [] for label in engines}
     rows: dict[str, list[Image.Image]] = {}
     for draw in engines.values():
@@ -125,10 +130,11 @@ def main() -> None:
     import ipy_images.engine
 
     root = Path(__file__).resolve().parent.parent
-    if not Path(ipy_images.engine.__file__).resolve().is_relative_to(root):
+    imported = Path(ipy_images.engine.__file__).resolve().parent
+    if not imported.is_relative_to(root):
         parser.error(
-            f"ipy_images is imported from {Path(ipy_images.engine.__file__).parent}, not from"
-            f" this checkout: run with PYTHONPATH={root}"
+            f"ipy_images is imported from {imported}, not from this checkout:"
+            f" run with PYTHONPATH={root}"
         )
     if not 0 < args.diversity <= ipy_images.engine.MAX_DIVERSITY:
         parser.error(f"--diversity must be in (0, {ipy_images.engine.MAX_DIVERSITY:g}]")
@@ -159,10 +165,10 @@ def main() -> None:
         table: dict[str, dict[str, Figures]] = {}
         for name in names:
             image = bench.square(photos[name])
-            table[name], rows = compare(engines, image, args.seeds, args.diversity)
+            resized = image.resize((bench.SIZE, bench.SIZE), Image.Resampling.LANCZOS)
+            table[name], rows = compare(engines, image, resized, args.seeds, args.diversity)
             print(f"{name:<21}{cells(table[name]['base'])} |{cells(table[name]['checkout'])}")
             if args.sheets is not None:
-                resized = image.resize((bench.SIZE, bench.SIZE), Image.Resampling.LANCZOS)
                 sheet = bench.contact_sheet(resized, rows, side=bench.SIZE)
                 sheet.save(args.sheets / f"{name}-ab.png", optimize=True)
         means = {
