@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drawn import LOW_DETAIL, flat, logo, text
 from PIL import Image, ImageDraw, ImageOps
 
 from ipy_images import sample_image
@@ -211,26 +212,6 @@ def test_unknown_sample_name_lists_the_valid_ones() -> None:
 DIVERSITY_STEPS = (0.5, 1.0, 2.0, 3.0)
 
 
-def _logo() -> Image.Image:
-    image = Image.new("RGB", (256, 256), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((48, 48, 208, 208), fill=(200, 30, 30))
-    draw.rectangle((112, 16, 144, 240), fill=(20, 20, 160))
-    return image
-
-
-def _text() -> Image.Image:
-    image = Image.new("RGB", (256, 256), "white")
-    draw = ImageDraw.Draw(image)
-    for line in range(12):
-        draw.text((8, 8 + 20 * line), "The quick brown fox jumps over", fill="black")
-    return image
-
-
-def _flat() -> Image.Image:
-    return Image.new("RGB", (16, 16), "black")
-
-
 def _fundus() -> Image.Image:
     """A framed picture, like a fundus photo: a round field with vessels, on black."""
     image = Image.new("RGB", (256, 256), "black")
@@ -269,9 +250,9 @@ def _letterbox() -> Image.Image:
         (_scan, True),
         (_astronaut, False),
         (_letterbox, False),
-        (_logo, False),
-        (_text, False),
-        (_flat, False),
+        (logo, False),
+        (text, False),
+        (flat, False),
     ],
 )
 def test_a_frame_is_found_around_a_framed_picture_only(
@@ -491,7 +472,7 @@ def _seconds(image: Image.Image, seed: int) -> float:
     return time.perf_counter() - start
 
 
-@pytest.mark.parametrize("picture", [_flat, _logo, _text])
+@pytest.mark.parametrize("picture", LOW_DETAIL.values(), ids=LOW_DETAIL.keys())
 def test_low_detail_pictures_cost_at_most_twice_a_photo(
     coffee: Image.Image, picture: Callable[[], Image.Image]
 ) -> None:
@@ -503,7 +484,7 @@ def test_low_detail_pictures_cost_at_most_twice_a_photo(
     assert min(other) <= 2 * min(photo), (other, photo)
 
 
-@pytest.mark.parametrize("picture", [_flat, _logo, "coffee"])
+@pytest.mark.parametrize("picture", [flat, logo, "coffee"])
 def test_cancel_frees_the_cpu_within_a_second(
     coffee: Image.Image, picture: Callable[[], Image.Image] | str
 ) -> None:

@@ -1,0 +1,60 @@
+"""Pictures drawn in code: the low-detail inputs whose cost issue 13 bounds (a photo's
+time at most twice), used by the engine's tests and by benchmarks/engine_cost.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def flat() -> Image.Image:
+    """The smallest input accepted, one colour: every patch is the same."""
+    return Image.new("RGB", (16, 16), "black")
+
+
+def logo() -> Image.Image:
+    """Two flat shapes on white."""
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((48, 48, 208, 208), fill=(200, 30, 30))
+    draw.rectangle((112, 16, 144, 240), fill=(20, 20, 160))
+    return image
+
+
+def line_art() -> Image.Image:
+    """Thin black strokes on white: most patches are white, the rest nearly alike."""
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    for step in range(8):
+        draw.ellipse(
+            (16 + 8 * step, 16 + 12 * step, 240 - 8 * step, 240 - 4 * step), outline="black"
+        )
+        draw.line((0, 32 * step, 255, 255 - 32 * step), fill="black")
+    return image
+
+
+def text() -> Image.Image:
+    """Twelve lines of small black text on white."""
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    for line in range(12):
+        draw.text((8, 8 + 20 * line), "The quick brown fox jumps over", fill="black")
+    return image
+
+
+def noise() -> Image.Image:
+    """Uniform random colours: no two patches alike."""
+    pixels = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    return Image.fromarray(pixels, mode="RGB")
+
+
+LOW_DETAIL: dict[str, Callable[[], Image.Image]] = {
+    "flat": flat,
+    "logo": logo,
+    "line art": line_art,
+    "text": text,
+    "noise": noise,
+}
+"""The kinds of input the issue names, each at most twice a photo's time to vary."""
