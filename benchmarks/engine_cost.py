@@ -48,11 +48,8 @@ def seconds(image: Image.Image, size: int, seed: int) -> float:
 def cases() -> dict[tuple[str, int], Image.Image]:
     """Each case's input by (name, output size), the reference first."""
     photos = {name: sample_image(name) for name in ("coffee", "astronaut")}
-    found = {
-        (name, size): ImageOps.fit(photo, (min(photo.size),) * 2)
-        for name, photo in photos.items()
-        for size in SIZES
-    }
+    squares = {name: ImageOps.fit(photo, (min(photo.size),) * 2) for name, photo in photos.items()}
+    found = {(name, size): square for name, square in squares.items() for size in SIZES}
     found.update({(name, WORK_SIZE): draw() for name, draw in LOW_DETAIL.items()})
     return {REFERENCE: found.pop(REFERENCE), **found}
 
