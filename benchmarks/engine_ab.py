@@ -10,6 +10,9 @@ photo it prints the means over the seeds, base beside checkout, of:
   benchmarks/engine.py; the target is 0.25 or more);
 - coarse, worst, c.cpl: coarse coherence, the worst-patch figure and coarse completeness
   (see benchmarks/engine.py), in units of 1e-5 (lower is better);
+- smear: the share of the samples' 15 x 15 px windows smoother (std of the grey level)
+  than the smoothest 1% of the input's: where copied regions of a texture meet in a
+  smooth blur, it rises (on a photo with wide plain parts it is high without any smear);
 - s/smp: wall seconds per sample.
 
 and then their means over the photos. One seed's 4 samples measure diversity to about
@@ -26,6 +29,10 @@ base revision ignores those it does not know.
     python benchmarks/engine_ab.py [--base main] [--photos coffee,rocket] [--seeds 0-3]
         [--diversity 1] [--sheets /tmp/ab]
 
+``--photos`` names any of benchmarks/engine.py's photos, by default those with a layout,
+or the dense textures (``--photos grass,gravel,brick,pebbles,noise``), which take the
+coarsest start and the neighbours' shifts (see ipy_images/engine/_propagate.py).
+
 The base revision needs ``generate_variation(..., index=...)``: any since issue 13's
 first defect was fixed.
 """
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,12 +51,20 @@ from pathlib import Path
 import engine as bench
 import faiss
 import numpy as np
+import skimage.data
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from drawn import noise, pebbles
 
 SAMPLES = bench.SAMPLES
 PHOTOS = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "rocket")
 """The photos with a layout, which take the start by seams at diversity 1."""
+TEXTURES = ("grass", "gravel", "brick")
+"""scikit-image's dense textures; the drawn ones (pebbles, noise) are the engine tests'."""
 UNIT = 1e-5
+SMEAR_WINDOW = 15
 Draw = Callable[..., Image.Image]
 Figures = dict[str, float]
 
@@ -60,6 +76,12 @@ def seeds(text: str) -> list[int]:
         first, _, last = part.partition("-")
         found.extend(range(int(first), int(last or first) + 1))
     return found
+
+
+def pictures() -> dict[str, Image.Image]:
+    """The benchmark's photos, and the dense textures."""
+    textures = {name: Image.fromarray(getattr(skimage.data, name)()) for name in TEXTURES}
+    return {**bench.photos(), **textures, "pebbles": pebbles(), "noise": noise()}
 
 
 def draw_seed(draw: Draw, image: Image.Image, seed: int, diversity: float) -> list[Image.Image]:
@@ -80,11 +102,34 @@ def figures(source: np.ndarray, samples: list[Image.Image], seconds: float) -> F
         "coarse": scores.coarse / UNIT,
         "worst": scores.worst / UNIT,
         "c.cpl": scores.coarse_completeness / UNIT,
+        "smear": float(np.mean([smear_share(source, output) for output in outputs])),
         "s/smp": seconds / SAMPLES,
     }
 
 
-COLUMNS = {"div.in": ".3f", "coarse": ".0f", "worst": ".0f", "c.cpl": ".0f", "s/smp": ".2f"}
+def smear_share(source: np.ndarray, output: np.ndarray) -> float:
+    """The share of ``output``'s SMEAR_WINDOW-wide windows smoother than the smoothest 1% of
+    ``source``'s."""
+    smooth = np.quantile(local_contrast(source), 0.01)
+    return float(np.mean(local_contrast(output) < smooth))
+
+
+def local_contrast(pixels: np.ndarray) -> np.ndarray:
+    """The std of the grey level in each SMEAR_WINDOW x SMEAR_WINDOW window."""
+    windows = np.lib.stride_tricks.sliding_window_view(
+        bench.grey(pixels), (SMEAR_WINDOW, SMEAR_WINDOW)
+    )
+    return windows.std(axis=(2, 3))
+
+
+COLUMNS = {
+    "div.in": ".3f",
+    "coarse": ".0f",
+    "worst": ".0f",
+    "c.cpl": ".0f",
+    "smear": ".3f",
+    "s/smp": ".2f",
+}
 
 
 def cells(means: Figures) -> str:
@@ -138,7 +183,7 @@ def main() -> None:
         )
     if not 0 < args.diversity <= ipy_images.engine.MAX_DIVERSITY:
         parser.error(f"--diversity must be in (0, {ipy_images.engine.MAX_DIVERSITY:g}]")
-    photos = bench.photos()
+    photos = pictures()
     names = args.photos.split(",")
     if unknown := [name for name in names if name not in photos]:
         parser.error(f"unknown photos {', '.join(unknown)}; choose from {', '.join(photos)}")

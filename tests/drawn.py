@@ -1,5 +1,6 @@
 """Pictures drawn in code: the low-detail inputs whose cost issue 13 bounds (a photo's
-time at most twice), used by the engine's tests and by benchmarks/engine_cost.py."""
+time at most twice), used by the engine's tests and by benchmarks/engine_cost.py, and a
+dense texture (pebbles), also varied by benchmarks/engine_ab.py."""
 
 from __future__ import annotations
 
@@ -48,6 +49,20 @@ def noise() -> Image.Image:
     """Uniform random colours: no two patches alike."""
     pixels = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     return Image.fromarray(pixels, mode="RGB")
+
+
+def pebbles() -> Image.Image:
+    """A dense texture: 900 outlined pebbles of random greys, overlapping on dark ground."""
+    rng = np.random.default_rng(0)
+    image = Image.new("RGB", (256, 256), (60, 55, 50))
+    draw = ImageDraw.Draw(image)
+    for _ in range(900):
+        x, y = rng.uniform(-8, 264, 2)
+        rx, ry = rng.uniform(3, 9, 2)
+        grey = int(rng.integers(90, 230))
+        box = (x - rx, y - ry, x + rx, y + ry)
+        draw.ellipse(box, fill=(grey, grey - 8, grey - 16), outline=(40, 36, 32))
+    return image
 
 
 LOW_DETAIL: dict[str, Callable[[], Image.Image]] = {

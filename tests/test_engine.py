@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from drawn import LOW_DETAIL, flat, logo, text
+from drawn import LOW_DETAIL, flat, logo, noise, pebbles, text
 from PIL import Image, ImageDraw, ImageOps
 
 from ipy_images import sample_image
@@ -395,6 +395,39 @@ def test_a_starfield_keeps_small_things_all_over() -> None:
     for index in range(4):
         sample = generate_variation(field, size=256, seed=0, index=index)
         assert (_cell_peaks(sample) >= lit).mean() >= 0.9
+
+
+def _local_contrast(image: Image.Image, window: int) -> np.ndarray:
+    """The std of the grey level in each ``window`` x ``window`` window (pixels in [0, 1])."""
+    grey = pixels(image).mean(axis=2)
+    return np.lib.stride_tricks.sliding_window_view(grey, (window, window)).std(axis=(2, 3))
+
+
+def test_a_dense_texture_varies_without_smears() -> None:
+    # Where regions copied from different places met, neighbouring patches picked unrelated
+    # source patches and averaged into smooth blobs the size of several pebbles: 0.025-0.071
+    # of each sample at seed 0 was smoother than the smoothest 1% of the input.
+    texture = pebbles()
+    smooth = np.quantile(_local_contrast(texture, 15), 0.01)
+    shares = [
+        float(
+            np.mean(
+                _local_contrast(generate_variation(texture, size=256, seed=0, index=i), 15) < smooth
+            )
+        )
+        for i in range(4)
+    ]
+    assert np.mean(shares) < 0.025, shares
+
+
+def test_white_noise_varies_without_grey_bands() -> None:
+    # Where two copied regions of noise met, their average was grey, and the next searches
+    # kept it: bands 8-15 pixels wide across the samples.
+    source = noise()
+    typical = float(np.median(_local_contrast(source, 5)))
+    for index in range(2):
+        sample = generate_variation(source, size=256, seed=0, index=index)
+        assert np.mean(_local_contrast(sample, 5) < typical / 2) < 0.005
 
 
 def test_consecutive_seeds_share_no_image(coffee: Image.Image) -> None:

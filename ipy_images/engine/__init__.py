@@ -64,7 +64,8 @@ def generate_variation(
     and more of the scene is re-invented (at 3, a cup's rim may swirl), and an object may
     appear twice (two cups). Small things on a plain background (a starfield) stay spread
     over the whole picture at every value; above 1, a fundus photo keeps its vessels and
-    optic disc.
+    optic disc. A dense texture (grass, gravel, pebbles) comes out re-arranged with narrow
+    seams where its copied parts meet, not smooth blurs.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
     stronger start (more seams, or a stronger warp). At every value, a frame around the
     picture (a margin of one colour joined to the border all round: a fundus photo's black

@@ -31,6 +31,11 @@ that disagree average into faint dots, which the next search takes for backgroun
 samples came out with large empty regions. There each pixel is taken mostly from the
 patches centred near it (see SPARSE_VOTE).
 
+In a dense texture (grass, gravel, pebbles), regions copied from different places met in
+smooth smears (in white noise, grey bands), which the next searches kept. There each
+search also offers every patch its neighbours' shifts (see _propagate), so copied
+regions grow across the smear and meet at a narrow seam.
+
 A picture with a frame (a margin of one colour joined to the border, such as a fundus
 photo's black corners) keeps it where it is from a middle level on; only the inside is
 re-composed (see _frame).
@@ -59,6 +64,7 @@ import numpy as np
 from ._exclusive import exclusive_nearest, is_texture
 from ._frame import FROM_SIZE, LevelFrame, frame_of
 from ._patches import extract, resize, upsample_nnf, vote
+from ._propagate import propagate
 from ._seams import recompose
 from ._search import PatchIndex, completing_nearest
 
@@ -335,6 +341,9 @@ class Pyramid:
         """Whether the picture is small things on a plain background (see SPARSE)."""
         self.vote_centre = SPARSE_VOTE if self.sparse else None
         """The vote's centre weighting: small things on a plain background stay sharp."""
+        self.propagates = self.texture and not self.sparse
+        """Whether each search offers patches their neighbours' shifts (see _propagate): a
+        dense texture, whose regions met in smears."""
         inside = ~LevelFrame.at(frame, size, PATCH).pixels
         sparse_field = frame is not None and is_sparse(source[inside], SPARSE_FIELD)
         self.completes = self.sparse or sparse_field
@@ -603,7 +612,13 @@ def run_levels(
             elif level_alpha is not None:
                 found, distances = pyramid.completing(k, extract(estimate, PATCH), level_alpha)
             else:
-                found, distances = pyramid.nearest(k, extract(estimate, PATCH), check_cancel)
+                queries = extract(estimate, PATCH)
+                found, distances = pyramid.nearest(k, queries, check_cancel)
+                if pyramid.propagates:
+                    offered = ~frame.centred.ravel()
+                    found, distances = propagate(
+                        target, queries, found, offered, check_cancel, PATCH
+                    )
             nnf, estimate = replace_patches(pyramid, k, found, distances)
         if (
             k == check_level
