@@ -12,9 +12,10 @@ Regions copied whole then grow into the smear from both sides and meet at a seam
 pixels wide.
 
 Pictures with a layout do not take this: over the 5 photos that start by seams it
-lowered the worst-patch figure by a tenth for 44% more time (above the 2 s a sample the
-engine keeps to), and the eye found only a few small details sharper; their smears come
-from the seams' stretching, not from copied regions meeting.
+lowered the worst-patch figure by a tenth for 44% more time (coffee's and the
+astronaut's samples took over the 2 s the engine keeps to), and the eye found only a few
+small details sharper; their smears come from the seams' stretching, not from copied
+regions meeting.
 """
 
 from __future__ import annotations
