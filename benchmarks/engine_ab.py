@@ -102,16 +102,16 @@ def figures(source: np.ndarray, samples: list[Image.Image], seconds: float) -> F
         "coarse": scores.coarse / UNIT,
         "worst": scores.worst / UNIT,
         "c.cpl": scores.coarse_completeness / UNIT,
-        "smear": float(np.mean([smear_share(source, output) for output in outputs])),
+        "smear": smear_share(source, outputs),
         "s/smp": seconds / SAMPLES,
     }
 
 
-def smear_share(source: np.ndarray, output: np.ndarray) -> float:
-    """The share of ``output``'s SMEAR_WINDOW-wide windows smoother than the smoothest 1% of
-    ``source``'s."""
+def smear_share(source: np.ndarray, outputs: list[np.ndarray]) -> float:
+    """The mean share of the ``outputs``' SMEAR_WINDOW-wide windows smoother than the
+    smoothest 1% of ``source``'s."""
     smooth = np.quantile(local_contrast(source), 0.01)
-    return float(np.mean(local_contrast(output) < smooth))
+    return float(np.mean([np.mean(local_contrast(output) < smooth) for output in outputs]))
 
 
 def local_contrast(pixels: np.ndarray) -> np.ndarray:
