@@ -517,6 +517,21 @@ def test_low_detail_pictures_cost_at_most_twice_a_photo(
     assert min(other) <= 2 * min(photo), (other, photo)
 
 
+def test_the_search_answers_each_patch_with_one_that_looks_the_same() -> None:
+    # Keys merged to keep low-detail pictures cheap must still look alike. Merged 0.02
+    # apart, a white patch of the logo was answered with one holding a shape's faint edge
+    # (9 levels of 255 off), and the logo's samples came out with specks along the border.
+    from ipy_images.engine import _gpnn
+    from ipy_images.engine._patches import extract
+    from ipy_images.engine._search import PatchIndex
+
+    for level in _gpnn.pyramid_for(pixels(logo())).levels:
+        keys = extract(level, _gpnn.PATCH)
+        found, _ = PatchIndex(keys).nearest(keys, check_cancel=lambda: None)
+        worst = float(np.abs(keys[found] - keys).max())
+        assert worst < 3 / 255, (level.shape, worst * 255)
+
+
 @pytest.mark.parametrize("picture", [flat, logo, "coffee"])
 def test_cancel_frees_the_cpu_within_a_second(
     coffee: Image.Image, picture: Callable[[], Image.Image] | str
