@@ -95,3 +95,45 @@ def upsample_nnf(nnf: np.ndarray, grid: int, patch: int) -> np.ndarray:
     ty = np.rint((sy - pos[:, None]) * factor).astype(np.int64) + own[:, None]
     tx = np.rint((sx - pos[None, :]) * factor).astype(np.int64) + own[None, :]
     return np.clip(ty, 0, grid - 1) * grid + np.clip(tx, 0, grid - 1)
+
+
+def align_border(nnf: np.ndarray, source: np.ndarray, guide: np.ndarray, patch: int) -> np.ndarray:
+    """``nnf`` (a square field, output and source the same size, as upsample_nnf makes) with
+    each patch on its outer ring moved, by at most 1 px each way, to the source patch
+    nearest ``guide`` there: the coarser level's picture, enlarged.
+
+    Carried up a level, a copied region's shift is scaled and rounded, so the region moves
+    by up to half a pixel from where the coarser level had it. Inside the picture the next
+    search puts that right; a pixel on the border, covered by 7 patches instead of 49, shows
+    what lay just outside it: a shape there crept in as a 1 px sliver, which the searches
+    kept (its patches are the shape's own edge) and each finer level darkened (a blue tick
+    on the edge of 4 of a logo's 16 samples, seeds 0-3).
+    """
+    grid = nnf.shape[0]
+    ring = np.ones((grid, grid), bool)
+    ring[1:-1, 1:-1] = False
+    rows, cols = np.nonzero(ring)
+    wanted = _windows(guide, rows, cols, patch)
+    source_rows, source_cols = np.divmod(nnf[rows, cols], grid)
+    # The carried choice first, so that it stays on a tie.
+    steps = [(0, 0)] + [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    tried_rows = np.stack([np.clip(source_rows + dy, 0, grid - 1) for dy, _ in steps])
+    tried_cols = np.stack([np.clip(source_cols + dx, 0, grid - 1) for _, dx in steps])
+    distances = np.stack(
+        [
+            ((_windows(source, r, c, patch) - wanted) ** 2).sum(axis=1)
+            for r, c in zip(tried_rows, tried_cols, strict=True)
+        ]
+    )
+    best = np.argmin(distances, axis=0)
+    along = np.arange(len(rows))
+    aligned = nnf.copy()
+    aligned[rows, cols] = tried_rows[best, along] * grid + tried_cols[best, along]
+    return aligned
+
+
+def _windows(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch: int) -> np.ndarray:
+    """The ``patch`` x ``patch`` patches of ``image`` at the given origins, one row each."""
+    offsets = np.arange(patch)
+    picked = image[rows[:, None, None] + offsets[:, None], cols[:, None, None] + offsets]
+    return picked.reshape(len(rows), -1)
