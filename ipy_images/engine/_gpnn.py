@@ -117,13 +117,16 @@ REPAIR_UP_TO = 150
 """81, 108 and 144 px at 256. With 144 px as well as the two below it, the worst-patch figure
 over the 7 benchmark photos fell from 0.704x to 0.693x the old engine's (seeds 0-3), for
 about 0.1 s a sample; coarse coherence and diversity did not move."""
-ALIGN_ABOVE = 64
-"""At the levels wider than this (81 px and up at 256), the border's patch choices carried
-up are aligned with the coarser picture (see _patches.align_border). Aligned at every
-level, a starfield's samples varied less (diversity 0.322 against 0.361 without, seeds
-0-3; 0.353 aligned above 64): at 26 px the border ring holds a fifth of the patches, and
-moving them there redraws the whole coarse layout. The slivers it prevents were born at
-81 px and up."""
+ALIGN_ABOVE = 128
+"""At the levels wider than this (144 px and up at 256), the border's patch choices carried
+up are aligned with the coarser picture (see _patches.align_border). The slivers it
+prevents are born at 81 px, but stay faint (0.98, then 0.86 of white) until 144 px, where
+the coarser picture still shows the border clean. Aligned from 81 px, the near-copy check
+at 108 px (SEAMS_CHECK_SIZE) found 2 of coffee's 8 samples (seeds 0-1) near-copies instead
+of 1 (0.604 and 0.635 copy share against 0.585 and 0.634), and re-drew them with deeper
+seams; aligned at every level, a starfield's samples varied less (diversity 0.322 against
+0.361 without, seeds 0-3): at 26 px the border ring holds a fifth of the patches, and
+moving them there redraws the whole coarse layout."""
 SHAPE_PATCH = 13
 """After a start by seams, SHAPE_ROUNDS of the rounds at its level compare patches this
 wide (13 px of 61, a fifth of the side) instead of PATCH. Where a seam crosses an outline
