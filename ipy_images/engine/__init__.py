@@ -55,14 +55,16 @@ def generate_variation(
     ``diversity`` in (0, 4] sets how far the picture departs from the input. Below 1 the
     layout is kept: the input is warped smoothly by a few pixels (about 2% of the side at
     0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole.
-    From 1 (the default) up to 2, a picture with a layout has its parts moved apart or
-    together along seams of least detail: the same subject, whole and once, in a new
-    arrangement, with a shape widened or narrowed (a cup's rim may come out wavy); where
-    the picture has wide plain parts (a sky), they move further. A texture or a sparse
-    picture (a starfield, a fundus photo) at every value from 1, and from 2 up any picture,
-    is re-composed from a coarse level instead: objects move further, change size and shape
-    and more of the scene is re-invented (at 3, a cup's rim may swirl), and an object may
-    appear twice (two cups). Small things on a plain background (a starfield) stay spread
+    From 1 (the default) up, a picture with a layout has its parts moved apart or together
+    along seams of least detail: the same subject, whole and once, in a new arrangement,
+    with a shape widened or narrowed (a cup's rim may come out wavy); where the picture has
+    wide plain parts (a sky), they move further. From 2 up the parts are moved again (twice
+    at 2, three times at 3), so shapes change more (a cup comes out wider, its rim wavier),
+    and one sample in four at 2, one in two from 3, comes out mirrored left to right
+    (``seed + index`` decides which). A texture or a sparse picture (a starfield, a fundus
+    photo) is re-composed from a coarse level instead, at every value from 1: its parts
+    move further, change size and shape, and more of it is re-invented as the value rises.
+    Small things on a plain background (a starfield) stay spread
     over the whole picture at every value; above 1, a fundus photo keeps its vessels and
     optic disc. A dense texture (grass, gravel, pebbles) comes out re-arranged with narrow
     seams where its copied parts meet, not smooth blurs.
@@ -93,6 +95,7 @@ def generate_variation(
         diversity,
         np.random.default_rng(np.random.SeedSequence([seed, index])),
         check_cancel,
+        place=seed + index,
     )
     check_cancel()
     if size == WORK_SIZE:
@@ -102,7 +105,7 @@ def generate_variation(
         out = vote(
             resize(pixels, size, size), nnf, PATCH, check_cancel=check_cancel, centre=result.centre
         )
-    return _to_pil(out)
+    return _to_pil(out[:, ::-1] if result.mirrored else out)
 
 
 def _validate(

@@ -9,21 +9,23 @@ how well each one matched, a few times per level. The coarse levels decide the a
 the fine levels restore sharp detail, so every output patch comes from the source
 (coherence) while the layout is new (diversity).
 
-From diversity 1 up to 2, a picture with a layout (neither a texture nor a sparse field)
+From diversity 1 up, a picture with a layout (neither a texture nor a sparse field)
 starts at a middle level (61 px) from the source with its parts moved apart or together
 along seams of least contrast (see _seams), the best of a few such drafts (see
 seams_start). Rounds of wider patches there put back the outlines the seams bent (see
 SHAPE_PATCH), and the next levels take more rounds to redraw what the seams stretched from
-the source's own patches. Re-composed from the coarsest level instead, its samples were
-collages: a subject drawn twice, objects cut in half.
+the source's own patches. From 2 up the seams move the picture again, from the last move
+settled (see chained_start), and some of the samples come out mirrored (see FLIP_EVERY).
+Re-composed from the coarsest level instead, its samples were collages: a subject drawn
+twice, objects cut in half.
 
-Why a warped start rather than GPNN's pure noise (textures, and from 2 up): noise strong
+Why a warped start rather than GPNN's pure noise (textures and sparse pictures): noise strong
 enough to move objects also breaks them (half objects, smeared blobs); a smooth warp moves
 and re-scales whole regions, which the patch search then rebuilds in a new arrangement.
 
 At the coarsest level, plain nearest neighbours often draw the subject twice (each patch
-there covers half the picture); wherever that level re-composes a layout (from diversity
-2 up, and from 1 in a sparse field), the patches there choose in turn so that each part of
+there covers half the picture); wherever that level re-composes a layout (a sparse field,
+from diversity 1 up), the patches there choose in turn so that each part of
 the source is shown at one place (see _exclusive).
 
 In a texture of small things on a plain background (a starfield), overlapping patches
@@ -87,10 +89,19 @@ GENTLE_COARSEST = 48
 """Side of the level that gentle variations (diversity below 1) start at."""
 SEAMS = 0.2
 """Share of the side moved along seams at diversity 1 (see _seams); it grows in proportion to
-diversity up to SEAMS_BELOW."""
-SEAMS_BELOW = 2.0
-"""Seams start the pictures with a layout from diversity 1 up to below this value; from it
-up, the coarsest level re-composes them, which varies them more."""
+diversity, in one move below 2 and from 2 up in as many moves as the integer part of
+diversity (see chained_start)."""
+SEAMS_MOST = 0.4
+"""The largest share one move by seams may take (see Settings.stronger)."""
+FLIP_EVERY = {2: 4, 3: 2}
+"""From diversity 2 up, a picture with a layout comes out mirrored left to right in one
+sample of every 4 of a request (2 to 3), or of every 2 (from 3 up). Chained moves by seams
+alone varied coffee's samples less at 2 than one move at 1 (diversity 0.303 against 0.366,
+seed 0): the settled picture is the source's own patches again, and the next move's seams
+are drawn as freely as the first's, so the moves do not add up. A mirrored sample differs
+from an upright one in nearly every pixel; fixed shares, not a coin per sample, so that a
+request's 4 samples always show the step (a coin left all 4 of a request one way in 1 of
+8)."""
 SEAMS_COARSEST = 64
 """Side of the level a start by seams is at (61 px at 256). Starting lower, at 34 or 26 px,
 scored better on coarse coherence but split faces into two halves: a seam through a face a
@@ -198,6 +209,10 @@ class Settings:
     plain nearest neighbours."""
     seams: float | None = None
     """Share of the side moved along seams (see _seams); None: a warp and noise start."""
+    moves: int = 1
+    """How many times the seams move the picture (see chained_start)."""
+    flip_every: int | None = None
+    """One sample of every this many of a request comes out mirrored (see FLIP_EVERY)."""
 
     @classmethod
     def for_diversity(cls, diversity: float, *, sparse: bool, texture: bool) -> Settings:
@@ -210,18 +225,22 @@ class Settings:
         search falls back to an exact copy, and the re-draws that followed made 0.5 vary
         as much as 1 or more on 3 of the 7 benchmark photos.)
 
-        From 1 up to below SEAMS_BELOW, a picture with a layout (neither ``texture`` nor
-        ``sparse``) starts at a middle level from the source with its parts moved along
-        seams (see _seams): one subject, whole, in a new arrangement, where a
-        re-composition drew a second suit, four eyes or a cup cut in half. Its samples vary
-        less than a re-composition's, so the knob's step from 1 to 2 is wide.
+        From 1 up, a picture with a layout (neither ``texture`` nor ``sparse``) starts at a
+        middle level from the source with its parts moved along seams (see _seams): one
+        subject, whole, in a new arrangement, where a re-composition drew a second suit,
+        four eyes or a cup cut in half. The share moved grows in proportion to diversity;
+        from 2 up it is split into as many moves as the integer part of diversity, each
+        from the last one settled (see chained_start), and a share of the samples is
+        mirrored (FLIP_EVERY). Until the twenty-eighth session, from 2 up the coarsest
+        level re-composed these pictures too, and their samples were collages (four
+        badges, two faces, a cup cut by a second one).
 
-        Otherwise, from 1 up, a re-composition from the coarsest level, which shows each
-        part of the source at one place at every value (see _exclusive), so a subject is
-        seldom drawn twice. Turning the knob up strengthens the start: the warp grows in
-        proportion to diversity, the noise as diversity**1.5 (0.25, 0.71 and 1.30 at 1, 2
-        and 3). Measured over seeds 0-15 (4 samples each), with this start at 1 as well
-        (before the start by seams), the samples' diversity rose from 1 to 2 to 3 on all 7
+        A texture or a sparse picture, from 1 up, is re-composed from the coarsest level,
+        which shows each part of the source at one place at every value (see _exclusive),
+        so a subject is seldom drawn twice. Turning the knob up strengthens the start: the
+        warp grows in proportion to diversity, the noise as diversity**1.5 (0.25, 0.71 and
+        1.30 at 1, 2 and 3). Measured over seeds 0-15 (4 samples each), when this start
+        served every picture, the samples' diversity rose from 1 to 2 to 3 on all 7
         benchmark photos. Schedules tried before fell short, because at a given strength
         the one-place rule holds a layout that plain nearest neighbours let go (means over
         seeds 0-3, rising on):
@@ -257,7 +276,8 @@ class Settings:
                 exclusive=False,
                 alpha=None,
             )
-        if diversity < SEAMS_BELOW and not (sparse or texture):
+        if not (sparse or texture):
+            moves = math.floor(diversity)
             return cls(
                 noise=0.0,
                 warp=0.0,
@@ -266,7 +286,9 @@ class Settings:
                 copy_limit=COPY_LIMIT,
                 exclusive=False,
                 alpha=None,
-                seams=SEAMS * diversity,
+                seams=SEAMS * diversity / moves,
+                moves=moves,
+                flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
             )
         return cls(
             noise=NOISE * diversity ** (1.0 if sparse else 1.5),
@@ -280,11 +302,11 @@ class Settings:
 
     def stronger(self) -> Settings:
         """The settings for a re-draw after a near-copy. A start by seams grows by STEP too,
-        but no further than the share just below SEAMS_BELOW: carved up to 2.6 times the
+        but no further than SEAMS_MOST: carved up to 2.6 times the
         share at 1 (the share times STEP**2), a face came out cut by the border and a helmet
         spread over half the picture (the astronaut at seed 7 in the README's demo); re-drawn
         at the same share, rocket's samples varied too little (0.221 over seeds 0-3)."""
-        seams = None if self.seams is None else min(self.seams * STEP, SEAMS * SEAMS_BELOW)
+        seams = None if self.seams is None else min(self.seams * STEP, SEAMS_MOST)
         return replace(self, noise=self.noise * STEP, warp=self.warp * STEP, seams=seams)
 
 
@@ -323,13 +345,15 @@ def copy_fraction(nnf: np.ndarray, grid: int, counted: np.ndarray | None = None)
 
 @dataclass(frozen=True)
 class Result:
-    """A generated image, its finest-level NNF, how many near-copies were re-drawn and the
-    vote's centre weighting (for a larger output's vote)."""
+    """A generated image, its finest-level NNF, how many near-copies were re-drawn, the
+    vote's centre weighting (for a larger output's vote) and whether the output is to be
+    mirrored left to right (after that vote; see FLIP_EVERY)."""
 
     image: np.ndarray
     nnf: np.ndarray
     redraws: int
     centre: float | None
+    mirrored: bool
 
 
 class Pyramid:
@@ -447,11 +471,16 @@ def synthesize(
     diversity: float,
     rng: np.random.Generator,
     check_cancel: Callable[[], None],
+    *,
+    place: int = 0,
 ) -> Result:
     """A new image the size of ``source`` (square float RGB, side >= 2 * PATCH), as far
-    from it as ``diversity`` asks (see Settings.for_diversity)."""
+    from it as ``diversity`` asks (see Settings.for_diversity); ``place`` counts the
+    samples of a request (seed + index), so that a share of them is mirrored."""
     pyramid = pyramid_for(source)
     settings = Settings.for_diversity(diversity, sparse=pyramid.completes, texture=pyramid.texture)
+    every = settings.flip_every
+    mirrored = every is not None and place % every == every - 1
     first = depth(source.shape[0], settings.coarsest)
     sizes = [level.shape[0] for level in pyramid.levels[: first + 1]]
     # The finest level checked for near-copies: the coarsest one at least as wide as asked.
@@ -473,7 +502,7 @@ def synthesize(
             seams=settings.seams is not None,
         )
         if drawn is not None:
-            return Result(drawn[0], drawn[1], redraws, pyramid.vote_centre)
+            return Result(drawn[0], drawn[1], redraws, pyramid.vote_centre, mirrored)
         settings, redraws = settings.stronger(), redraws + 1
 
 
@@ -487,7 +516,38 @@ def draw_start(
     """Level ``first`` re-composed as ``settings`` ask: along seams, or warped."""
     if settings.seams is None:
         return structured_start(pyramid.levels[first], settings, rng)
-    return seams_start(pyramid, first, settings.seams, rng, check_cancel)
+    return chained_start(pyramid, first, settings, rng, check_cancel)
+
+
+def chained_start(
+    pyramid: Pyramid,
+    first: int,
+    settings: Settings,
+    rng: np.random.Generator,
+    check_cancel: Callable[[], None],
+) -> np.ndarray:
+    """Level ``first`` moved along seams ``settings.moves`` times (see seams_start), each
+    move but the last settled by the rounds at that level, so that the next one moves the
+    source's own patches again, not what the last one stretched. In one move, the shares
+    that vary a picture as much as 2 and 3 do (0.4 and 0.6 of the side) split, stretched
+    or doubled the astronaut's face in 3 of 4 samples; in moves of 0.2, settled between,
+    the face stays whole."""
+    assert settings.seams is not None
+    picture = pyramid.levels[first]
+    for move in range(settings.moves):
+        start = seams_start(pyramid, first, picture, settings.seams, rng, check_cancel)
+        if move < settings.moves - 1:
+            _, picture = refine(
+                pyramid,
+                first,
+                start,
+                check_cancel,
+                coarsest=True,
+                seams=True,
+                one_place=False,
+                alpha=None,
+            )
+    return start
 
 
 def structured_start(level: np.ndarray, settings: Settings, rng: np.random.Generator) -> np.ndarray:
@@ -511,16 +571,18 @@ def structured_start(level: np.ndarray, settings: Settings, rng: np.random.Gener
 def seams_start(
     pyramid: Pyramid,
     first: int,
+    picture: np.ndarray,
     share: float,
     rng: np.random.Generator,
     check_cancel: Callable[[], None],
 ) -> np.ndarray:
-    """Level ``first`` with its parts moved along ``share`` of its side in seams (see
-    _seams): of DRAFTS such drafts, scored by how near their worst-matched patches
-    (DRAFT_QUANTILE) lie to the source's, the one whose detail moved furthest among those
-    scored within UNSEEN, else the best scored. Where a draft stretched an edge or a face,
-    its patches match badly there; keeping the best of 8 lowered the worst-patch figure by
-    0-40% and coarse coherence by 3-50% (seeds 0-3, 5 photos), for about 0.02 s a draft.
+    """``picture`` (level ``first`` or one settled from it) with its parts moved along
+    ``share`` of its side in seams (see _seams): of DRAFTS such drafts, scored by how near
+    their worst-matched patches (DRAFT_QUANTILE) lie to the source's, the one whose detail
+    moved furthest among those scored within UNSEEN, else the best scored. Where a draft
+    stretched an edge or a face, its patches match badly there; keeping the best of 8
+    lowered the worst-patch figure by 0-40% and coarse coherence by 3-50% (seeds 0-3, 5
+    photos), for about 0.02 s a draft.
 
     Drafts that are near-copies already (more than COPY_LIMIT of their patches matched at
     one shift) are passed over while another is not. The best-scored draft is often the one
@@ -534,7 +596,7 @@ def seams_start(
     drafts = []
     for _ in range(DRAFTS):
         check_cancel()
-        pixels, moved = recompose(pyramid.levels[first], share * (0.5 + rng.random()), rng)
+        pixels, moved = recompose(picture, share * (0.5 + rng.random()), rng)
         found, distances = pyramid.nearest(first, extract(pixels, PATCH), check_cancel)
         mismatch = float(np.quantile(distances, DRAFT_QUANTILE))
         drafts.append(Draft(mismatch, moved, copy_fraction(found, grid, counted), pixels))
@@ -614,26 +676,17 @@ def run_levels(
                 nnf = align_border(nnf, target, resize(estimate, size, size), PATCH)
             nnf = frame.pin(nnf)
             estimate = vote(target, nnf, PATCH, centre=centre)
-        estimate = frame.restore(estimate, target)
         coarsest = nnf is None
-        one_place = coarsest and exclusive and not pyramid.texture
-        level_alpha = alpha if size <= COMPLETE_UP_TO else None
-        for done in range(rounds(size, coarsest=coarsest, seams=seams)):
-            if seams and coarsest and done == SHAPE_AFTER:
-                estimate = shape_rounds(pyramid, k, estimate, check_cancel)
-            if one_place:
-                found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
-            elif level_alpha is not None:
-                found, distances = pyramid.completing(k, extract(estimate, PATCH), level_alpha)
-            else:
-                queries = extract(estimate, PATCH)
-                found, distances = pyramid.nearest(k, queries, check_cancel)
-                if pyramid.propagates:
-                    offered = ~frame.centred.ravel()
-                    found, distances = propagate(
-                        target, queries, found, offered, check_cancel, PATCH
-                    )
-            nnf, estimate = replace_patches(pyramid, k, found, distances)
+        nnf, estimate = refine(
+            pyramid,
+            k,
+            estimate,
+            check_cancel,
+            coarsest=coarsest,
+            seams=seams,
+            one_place=coarsest and exclusive and not pyramid.texture,
+            alpha=alpha if size <= COMPLETE_UP_TO else None,
+        )
         if (
             k == check_level
             and copy_limit is not None
@@ -641,8 +694,44 @@ def run_levels(
             and copy_fraction(nnf.ravel(), grid, ~frame.centred.ravel()) > copy_limit
         ):
             return None
-    assert nnf is not None  # every level runs at least one round
+    assert nnf is not None  # level ``first`` at least was refined
     return estimate, nnf
+
+
+def refine(
+    pyramid: Pyramid,
+    k: int,
+    estimate: np.ndarray,
+    check_cancel: Callable[[], None],
+    *,
+    coarsest: bool,
+    seams: bool,
+    one_place: bool,
+    alpha: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rounds at level ``k`` (see rounds) from ``estimate``: the NNF and the image. With
+    ``one_place``, the searches show each source pixel at one place (see _exclusive); with
+    ``alpha``, they favour what the estimate does not show yet."""
+    target = pyramid.levels[k]
+    frame = pyramid.frame(k)
+    estimate = frame.restore(estimate, target)
+    nnf = None
+    for done in range(rounds(target.shape[0], coarsest=coarsest, seams=seams)):
+        if seams and coarsest and done == SHAPE_AFTER:
+            estimate = shape_rounds(pyramid, k, estimate, check_cancel)
+        if one_place:
+            found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
+        elif alpha is not None:
+            found, distances = pyramid.completing(k, extract(estimate, PATCH), alpha)
+        else:
+            queries = extract(estimate, PATCH)
+            found, distances = pyramid.nearest(k, queries, check_cancel)
+            if pyramid.propagates:
+                offered = ~frame.centred.ravel()
+                found, distances = propagate(target, queries, found, offered, check_cancel, PATCH)
+        nnf, estimate = replace_patches(pyramid, k, found, distances)
+    assert nnf is not None  # every level runs at least one round
+    return nnf, estimate
 
 
 def shape_rounds(
