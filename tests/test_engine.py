@@ -299,7 +299,7 @@ def test_a_fundus_keeps_its_vessels_and_optic_disc_above_one(diversity: float) -
 
 
 def test_seams_move_a_subject_whole_and_say_how_far() -> None:
-    from ipy_images.engine._seams import recompose
+    from ipy_images.engine._seams import KNOTS, recompose
 
     # A red disc on a plain grey field: the seams pass beside it, so it comes out whole, once,
     # somewhere else; the move reported is its own, since only its edge has contrast.
@@ -310,7 +310,8 @@ def test_seams_move_a_subject_whole_and_say_how_far() -> None:
     image[disc] = (0.9, 0.1, 0.1)
     shifts = []
     for seed in range(8):
-        out, moved = recompose(image, 0.2, np.random.default_rng(seed))
+        profiles = np.random.default_rng(seed).random((1, 2, KNOTS))
+        [(out, moved)] = recompose(image, np.array([0.2]), profiles)
         assert out.shape == image.shape
         red = (out[..., 0] > 0.7) & (out[..., 1] < 0.3)
         assert abs(int(red.sum()) - int(disc.sum())) <= 0.1 * disc.sum(), seed
@@ -318,6 +319,22 @@ def test_seams_move_a_subject_whole_and_say_how_far() -> None:
         assert abs(moved - shift) <= 1.5, (seed, moved, shift)
         shifts.append(shift)
     assert min(shifts) >= 3  # each of the 8 moved it (by 6 to 13 px when written)
+
+
+@pytest.mark.parametrize("shares", [(0.1, 0.3), (0.3, 0.1)])
+def test_drafts_carved_together_come_out_as_carved_alone(shares: tuple[float, float]) -> None:
+    """The drafts of a start by seams are carved as one stack, the narrower ones padded (see
+    _seams.move_sideways): a draft must not see the others' seams or padding."""
+    from ipy_images.engine._seams import KNOTS, recompose
+
+    photo = ImageOps.fit(sample_image("coffee"), (61, 61))
+    image = np.asarray(photo, np.float32) / 255
+    profiles = np.random.default_rng(3).random((2, 2, KNOTS))
+    together = recompose(image, np.array(shares), profiles)
+    alone = recompose(image, np.array(shares[:1]), profiles[:1])
+    np.testing.assert_array_equal(together[0][0], alone[0][0])
+    assert together[0][1] == pytest.approx(alone[0][1], rel=1e-6)
+    assert not np.array_equal(together[0][0], together[1][0])
 
 
 @pytest.mark.parametrize("name", ["coffee", "astronaut"])
@@ -570,7 +587,7 @@ def test_a_logo_varies_without_specks_at_its_border(seed: int, index: int) -> No
 
 @pytest.mark.parametrize("diversity", [2.0, 3.0])
 def test_above_two_a_logo_keeps_its_shapes_whole_and_once(diversity: float) -> None:
-    # Re-composed from the coarsest level (before the twenty-eighth session), every sample
+    # Re-composed from the coarsest level (before the twenty-ninth session), every sample
     # here drew a shape twice, cut or merged: a red area of 17,523 px where the disc's
     # halves have 7,522 each, the bar in two or three pieces. Moved along seams, the disc
     # stays two halves beside one bar, each within a quarter of its size.

@@ -67,7 +67,7 @@ from ._exclusive import exclusive_nearest, is_texture
 from ._frame import FROM_SIZE, LevelFrame, frame_of
 from ._patches import align_border, extract, resize, upsample_nnf, vote
 from ._propagate import propagate
-from ._seams import recompose
+from ._seams import draw_moves, recompose
 from ._search import PatchIndex, completing_nearest
 
 PATCH = 7
@@ -231,7 +231,7 @@ class Settings:
         four eyes or a cup cut in half. The share moved grows in proportion to diversity;
         from 2 up it is split into as many moves as the integer part of diversity, each
         from the last one settled (see chained_start), and a share of the samples is
-        mirrored (FLIP_EVERY). Until the twenty-eighth session, from 2 up the coarsest
+        mirrored (FLIP_EVERY). Until the twenty-ninth session, from 2 up the coarsest
         level re-composed these pictures too, and their samples were collages (four
         badges, two faces, a cup cut by a second one).
 
@@ -594,9 +594,8 @@ def seams_start(
     grid = pyramid.levels[first].shape[0] - PATCH + 1
     counted = ~pyramid.frame(first).centred.ravel()
     drafts = []
-    for _ in range(DRAFTS):
+    for pixels, moved in recompose(picture, *draw_moves(share, DRAFTS, rng)):
         check_cancel()
-        pixels, moved = recompose(picture, share * (0.5 + rng.random()), rng)
         found, distances = pyramid.nearest(first, extract(pixels, PATCH), check_cancel)
         mismatch = float(np.quantile(distances, DRAFT_QUANTILE))
         drafts.append(Draft(mismatch, moved, copy_fraction(found, grid, counted), pixels))
