@@ -97,8 +97,8 @@ def draw_seed(draw: Draw, image: Image.Image, seed: int, diversity: float) -> li
 
 
 def figures(source: np.ndarray, samples: list[Image.Image], seconds: float) -> Figures:
-    outputs = [upright(source, bench.to_array(sample)) for sample in samples]
-    scores = bench.score(source, outputs)
+    outputs = [bench.to_array(sample) for sample in samples]
+    scores = bench.score(source, [upright(source, output) for output in outputs])
     return {
         "div.in": bench.diversity(source, outputs, bench.inside_frame(source)),
         "coarse": scores.coarse / UNIT,
