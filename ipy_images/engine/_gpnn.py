@@ -67,7 +67,7 @@ from ._exclusive import exclusive_nearest, is_texture
 from ._frame import FROM_SIZE, LevelFrame, frame_of
 from ._patches import align_border, extract, resize, upsample_nnf, vote
 from ._propagate import propagate
-from ._seams import draw_moves, recompose
+from ._seams import APART, draw_moves, recompose
 from ._search import PatchIndex, completing_nearest
 
 PATCH = 7
@@ -102,6 +102,13 @@ are drawn as freely as the first's, so the moves do not add up. A mirrored sampl
 from an upright one in nearly every pixel; fixed shares, not a coin per sample, so that a
 request's 4 samples always show the step (a coin left all 4 of a request one way in 1 of
 8)."""
+APART_FROM = 3
+"""From this diversity up, the removed seams are kept apart as the inserted ones are (see
+_seams.APART), so that the three chained moves no longer widen a cup (its rim 1.28 times
+as wide as the input's at 3, now 1.00). At 2 as well, the two moves' samples varied more
+than those at 3 (coffee at seed 7: 0.521 and 0.502; now 0.384 and 0.502), and the knob's
+step was lost; without, the two moves widen the cup less than three (1.20 times; see
+docs/engine, "Removed seams kept apart at 3")."""
 SEAMS_COARSEST = 64
 """Side of the level a start by seams is at (61 px at 256). Starting lower, at 34 or 26 px,
 scored better on coarse coherence but split faces into two halves: a seam through a face a
@@ -213,6 +220,8 @@ class Settings:
     """How many times the seams move the picture (see chained_start)."""
     flip_every: int | None = None
     """One sample of every this many of a request comes out mirrored (see FLIP_EVERY)."""
+    apart: float = 0.0
+    """How much dearer a place beside a removed seam is for the next (see _seams.APART)."""
 
     @classmethod
     def for_diversity(cls, diversity: float, *, sparse: bool, texture: bool) -> Settings:
@@ -289,6 +298,7 @@ class Settings:
                 seams=SEAMS * diversity / moves,
                 moves=moves,
                 flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
+                apart=APART if diversity >= APART_FROM else 0.0,
             )
         return cls(
             noise=NOISE * diversity ** (1.0 if sparse else 1.5),
@@ -531,11 +541,14 @@ def chained_start(
     source's own patches again, not what the last one stretched. In one move, the shares
     that vary a picture as much as 2 and 3 do (0.4 and 0.6 of the side) split, stretched
     or doubled the astronaut's face in 3 of 4 samples; in moves of 0.2, settled between,
-    the face stays whole."""
+    the face stays whole. From 3 up the removed seams are kept apart (see APART_FROM):
+    else each move widened a cup again."""
     assert settings.seams is not None
     picture = pyramid.levels[first]
     for move in range(settings.moves):
-        start = seams_start(pyramid, first, picture, settings.seams, rng, check_cancel)
+        start = seams_start(
+            pyramid, first, picture, settings.seams, rng, check_cancel, apart=settings.apart
+        )
         if move < settings.moves - 1:
             _, picture = refine(
                 pyramid,
@@ -575,9 +588,12 @@ def seams_start(
     share: float,
     rng: np.random.Generator,
     check_cancel: Callable[[], None],
+    *,
+    apart: float,
 ) -> np.ndarray:
     """``picture`` (level ``first`` or one settled from it) with its parts moved along
-    ``share`` of its side in seams (see _seams): of DRAFTS such drafts, scored by how near
+    ``share`` of its side in seams (see _seams; ``apart``, see _seams.APART): of DRAFTS
+    such drafts, scored by how near
     their worst-matched patches (DRAFT_QUANTILE) lie to the source's, the one whose detail
     moved furthest among those scored within UNSEEN, else the best scored. Where a draft
     stretched an edge or a face, its patches match badly there; keeping the best of 8
@@ -594,7 +610,7 @@ def seams_start(
     grid = pyramid.levels[first].shape[0] - PATCH + 1
     counted = ~pyramid.frame(first).centred.ravel()
     drafts = []
-    for pixels, moved in recompose(picture, *draw_moves(share, DRAFTS, rng)):
+    for pixels, moved in recompose(picture, *draw_moves(share, DRAFTS, rng), apart=apart):
         check_cancel()
         found, distances = pyramid.nearest(first, extract(pixels, PATCH), check_cancel)
         mismatch = float(np.quantile(distances, DRAFT_QUANTILE))
