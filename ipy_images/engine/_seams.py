@@ -142,7 +142,7 @@ def move_sideways(
         on = np.nonzero(carving)[0]
         stack[on[:, None], rows, np.maximum(path[on] - 1, 0), taken_at] = 1.0
         stack[on[:, None], rows, np.minimum(path[on], widths[on, None] - 1), taken_at] = 1.0
-    stack[..., taken_at] = 0.0
+    stack[..., taken_at] = 0.0  # the inserted seams are kept apart from each other only
     for step in range(int(counts.max())):
         # An inserted seam is a blend of its neighbours: taken again, it would stretch one spot.
         energy = (
