@@ -595,10 +595,9 @@ def seams_start(
     ``share`` of its side in seams (see _seams; ``apart``, see _seams.APART): of DRAFTS
     such drafts, scored by how near their worst-matched patches (DRAFT_QUANTILE) lie to the
     source's, the one whose detail moved furthest among those scored within UNSEEN, else
-    the best scored. Where a draft
-    stretched an edge or a face, its patches match badly there; keeping the best of 8
-    lowered the worst-patch figure by 0-40% and coarse coherence by 3-50% (seeds 0-3, 5
-    photos), for about 0.02 s a draft.
+    the best scored. Where a draft stretched an edge or a face, its patches match badly
+    there; keeping the best of 8 lowered the worst-patch figure by 0-40% and coarse
+    coherence by 3-50% (seeds 0-3, 5 photos), for about 0.02 s a draft.
 
     Drafts that are near-copies already (more than COPY_LIMIT of their patches matched at
     one shift) are passed over while another is not. The best-scored draft is often the one
