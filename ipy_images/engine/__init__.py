@@ -59,15 +59,16 @@ def generate_variation(
     along seams of least detail: the same subject, whole and once, in a new arrangement,
     with a shape widened or narrowed (a cup's rim may come out wavy); where the picture has
     wide plain parts (a sky), they move further. From 2 up the parts are moved again (twice
-    at 2, three times at 3), so shapes change more (a cup comes out wider, its rim wavier),
-    and one sample in four at 2, one in two from 3, comes out mirrored left to right
-    (``seed + index`` decides which). A texture or a sparse picture (a starfield, a fundus
-    photo) is re-composed from a coarse level instead, at every value from 1: its parts
-    move further, change size and shape, and more of it is re-invented as the value rises.
-    Small things on a plain background (a starfield) stay spread
-    over the whole picture at every value; above 1, a fundus photo keeps its vessels and
-    optic disc. A dense texture (grass, gravel, pebbles) comes out re-arranged with narrow
-    seams where its copied parts meet, not smooth blurs.
+    at 2, three times at 3), so shapes change more (at 2 a cup comes out wider, its rim
+    wavier; from 3 it keeps its width, but its rim may come out pointed), and one sample
+    in four at 2, one in two from 3, comes out mirrored left to right (``seed + index``
+    decides which). A texture or a sparse picture (a starfield, a fundus photo) is
+    re-composed from a coarse level instead, at every value from 1: its parts move
+    further, change size and shape, and more of it is re-invented as the value rises.
+    Small things on a plain background (a starfield) stay spread over the whole picture at
+    every value; above 1, a fundus photo keeps its vessels and optic disc. A dense texture
+    (grass, gravel, pebbles) comes out re-arranged with narrow seams where its copied parts
+    meet, not smooth blurs.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
     stronger start (more seams, or a stronger warp). At every value, a frame around the
     picture (a margin of one colour joined to the border all round: a fundus photo's black
