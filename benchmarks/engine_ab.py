@@ -183,6 +183,17 @@ def compare(
     return means, rows
 
 
+def base_engine(parser: argparse.ArgumentParser, base: str, folder: Path) -> Draw:
+    """``generate_variation`` of the engine at git revision ``base``, unpacked into
+    ``folder`` and imported as ``base_engine``; a usage error if git cannot archive it."""
+    try:
+        bench.unpack_engine(base, folder)
+    except subprocess.CalledProcessError as error:
+        parser.error(f"git archive {base}: {error.stderr.decode().strip()}")
+    draw: Draw = bench.import_engine(folder, "base_engine").generate_variation
+    return draw
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD", help="git revision to compare against")
@@ -209,12 +220,8 @@ def main() -> None:
 
     faiss.omp_set_num_threads(2)  # the measures' exact searches; the engines set their own
     with tempfile.TemporaryDirectory(prefix="base_engine_") as folder:
-        try:
-            bench.unpack_engine(args.base, Path(folder))
-        except subprocess.CalledProcessError as error:
-            parser.error(f"git archive {args.base}: {error.stderr.decode().strip()}")
         engines: dict[str, Draw] = {
-            "base": bench.import_engine(Path(folder), "base_engine").generate_variation,
+            "base": base_engine(parser, args.base, Path(folder)),
             "checkout": ipy_images.engine.generate_variation,
         }
         header = "".join(f" {title:>7}" for title in COLUMNS)

@@ -25,7 +25,6 @@ ignores those it does not know.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -79,6 +78,8 @@ def width(filled: np.ndarray) -> int:
 def figures(samples: list[np.ndarray], input_width: int) -> str:
     openings = [opening(sample) for sample in samples]
     closed = [found for found in openings if found is not None]
+    if not closed:
+        return f"{'-':>8} {0:>3}/{len(samples):<3} {'-':>6} {len(samples):>5}"
     lines = np.array([outline(found) for found in closed])
     widths = np.array([width(found) / input_width for found in closed])
     return (
@@ -101,12 +102,8 @@ def main() -> None:
     assert found is not None  # the input's rim is a closed ring
     print(f"input: outline {outline(found):.2f} px")
     with tempfile.TemporaryDirectory(prefix="base_engine_") as folder:
-        try:
-            bench.unpack_engine(args.base, Path(folder))
-        except subprocess.CalledProcessError as error:
-            parser.error(f"git archive {args.base}: {error.stderr.decode().strip()}")
         engines = {
-            args.base: bench.import_engine(Path(folder), "base_engine").generate_variation,
+            args.base: ab.base_engine(parser, args.base, Path(folder)),
             "checkout": ipy_images.engine.generate_variation,
         }
         print(
