@@ -3,9 +3,10 @@
 The patch measures of benchmarks/engine.py do not see a kinked, notched or spouted rim:
 each 7x7 patch of the bend still matches some curve of the source. This script measures
 the rim's outline itself, on the shipped coffee photo (256 px, ``SAMPLES`` samples a
-seed, drawn as benchmarks/engine_ab.py draws them). The rim is the largest bright
-(every channel over 190 of 255) component in the top 65% of the picture, its hole filled
-in: the cup's opening. Per revision it prints the means over the samples of
+seed, drawn as benchmarks/engine_ab.py draws them). The rim is the largest bright (every
+channel over 190 of 255) component in the top 65% of the picture, its hole filled in: the
+cup's opening (tests/rim.py, which the engine's tests share). Per revision it prints the
+means over the samples of
 
 - outline: the 95th percentile of the opening's outline pixels' distance (px) from the
   ellipse of the same second moments; the input's own is printed first (about 1 px); a
@@ -32,43 +33,12 @@ import engine as bench
 import engine_ab as ab
 import numpy as np
 from PIL import ImageOps
-from scipy import ndimage
+from rim import opening, outline  # tests/rim.py, on the path that engine_ab sets
 
 from ipy_images import sample_image
 
-BRIGHT = 190
-TOP = 0.65
 KINKED = 4.0
 """Outline figure (px) over which a rim reads as kinked, notched or spouted at 256 px."""
-
-
-def opening(pixels: np.ndarray) -> np.ndarray | None:
-    """The cup's opening (the rim's largest bright component, hole filled), or None where
-    the rim is no closed ring."""
-    bright = pixels.min(axis=2) > BRIGHT
-    bright[int(pixels.shape[0] * TOP) :] = False
-    labels, count = ndimage.label(bright)
-    if count == 0:
-        return None
-    sizes = ndimage.sum(bright, labels, range(1, count + 1))
-    ring = labels == 1 + int(np.argmax(sizes))
-    filled = ndimage.binary_fill_holes(ring)
-    rows, columns = np.nonzero(ring)
-    box = (np.ptp(rows) + 1) * (np.ptp(columns) + 1)
-    return filled if filled.sum() >= box / 2 else None
-
-
-def outline(filled: np.ndarray) -> float:
-    """The 95th percentile of the outline's distance (px) from the moment ellipse."""
-    rows, columns = np.nonzero(filled)
-    centre = np.array([rows.mean(), columns.mean()])
-    covariance = np.cov(np.stack([rows, columns]))
-    grid = np.moveaxis(np.mgrid[: filled.shape[0], : filled.shape[1]], 0, -1) - centre
-    # A filled ellipse's outline lies at Mahalanobis distance 2 from its centre.
-    radius = np.sqrt(np.einsum("...i,ij,...j->...", grid, np.linalg.inv(covariance), grid)) / 2
-    edge = filled & ~ndimage.binary_erosion(filled)
-    semi_axis = 2 * np.linalg.det(covariance) ** 0.25  # the two semi-axes' geometric mean
-    return float(np.quantile(np.abs(radius[edge] - 1) * semi_axis, 0.95))
 
 
 def width(filled: np.ndarray) -> int:

@@ -13,8 +13,9 @@ From diversity 1 up, a picture with a layout (neither a texture nor a sparse fie
 starts at a middle level (61 px) from the source with its parts moved apart or together
 along seams of least contrast (see _seams), the best of a few such drafts (see
 seams_start). Rounds of wider patches there put back the outlines the seams bent (see
-SHAPE_PATCH), and the next levels take more rounds to redraw what the seams stretched from
-the source's own patches. From 2 up the seams move the picture again, from the last move
+SHAPE_PATCH), near where a seam tore one from rigid pieces of the place it was torn from
+(see TORN_PATCH), and the next levels take more rounds to redraw what the seams stretched
+from the source's own patches. From 2 up the seams move the picture again, from the last move
 settled (see chained_start), and some of the samples come out mirrored (see FLIP_EVERY).
 Re-composed from the coarsest level instead, its samples were collages: a subject drawn
 twice, objects cut in half.
@@ -65,10 +66,10 @@ import numpy as np
 
 from ._exclusive import exclusive_nearest, is_texture
 from ._frame import FROM_SIZE, LevelFrame, frame_of
-from ._patches import align_border, extract, resize, upsample_nnf, vote
+from ._patches import align_border, extract, resize, upsample_nnf, vote, window_mean
 from ._propagate import propagate
-from ._seams import APART, draw_moves, recompose
-from ._search import PatchIndex, completing_nearest
+from ._seams import APART, draw_moves, recompose, torn_outlines
+from ._search import PatchIndex, completing_nearest, nearest_among
 
 PATCH = 7
 RATIO = 0.75
@@ -157,6 +158,23 @@ SHAPE_AFTER = 8
 """The wide rounds come after this many PATCH rounds. Run on the draft itself, they drew
 twice a small thing the seams had stretched (a badge, a name tag: its wide patches matched
 it at two offsets, one each side); after 8 PATCH rounds it is one thing again."""
+TORN_PATCH = 19
+"""Near where a seam tore an outline of the picture (see _seams.torn_outlines and
+TORN_PIXELS), the wide rounds compare patches this wide (a third of 61 px), each only with
+the source patches centred within ANCHOR px of where its centre came from: rigid pieces of
+the outline it was torn from. Coffee's rims came out round where they were kinked or
+spouted (benchmarks/rims.py, seeds 0-3: 2.74 px from an ellipse, none over 4 px, against
+3.54 and 3 of 16). Used everywhere, not only near a tear, these patches made the other
+photos' coarse coherence 8% worse (the astronaut's 10%); near a tear only, it is the same
+on the mean of the five photos with a layout (see docs/engine, "Rigid pieces where a seam
+tore an outline")."""
+ANCHOR = 1
+"""With 3 px of slack, small things were drawn twice where their pieces came from two
+places: the astronaut's badge stacked on a second one; with 0 px, rims 3.06 px."""
+TORN_PIXELS = 2
+"""A pixel with this many torn ones in the TORN_PATCH square around it takes the rigid
+pieces only, with fewer a share in proportion (softened over PATCH px). With 4 or 8,
+rims 2.59 or 2.86 px against 2.50 (measured with 3 px of slack)."""
 GENTLE_WARP = 0.04
 """Std of a gentle variation's warp at diversity 1 (it scales with diversity below 1)."""
 CHECK_SIZE = 48
@@ -419,6 +437,23 @@ class Pyramid:
         found, distances = self._index(k, patch).nearest(queries, check_cancel)
         return self._offered(k, patch)[found], distances
 
+    def nearest_to(
+        self, k: int, queries: np.ndarray, origins: np.ndarray, patch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As nearest, but each query compared only with the patches centred within ANCHOR
+        px of where its own centre came from (``origins``: a row and column per pixel of
+        the image the queries were taken from)."""
+        grid = self.levels[k].shape[0] - patch + 1
+        half = patch // 2
+        centres = origins[half : half + grid, half : half + grid].reshape(-1, 2)
+        corners = np.rint(centres).astype(np.int64) - half
+        steps = np.arange(-ANCHOR, ANCHOR + 1)
+        rows = np.clip(corners[:, 0, None, None] + steps[:, None], 0, grid - 1)
+        columns = np.clip(corners[:, 1, None, None] + steps[None, :], 0, grid - 1)
+        candidates = (rows * grid + columns).reshape(len(corners), -1)
+        keys = extract(self.levels[k], patch)
+        return nearest_among(queries, keys, candidates, ~self.frame(k, patch).centred.ravel())
+
     def completing(
         self, k: int, queries: np.ndarray, alpha: float
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -509,7 +544,6 @@ def synthesize(
             limit,
             exclusive=settings.exclusive,
             alpha=settings.alpha,
-            seams=settings.seams is not None,
         )
         if drawn is not None:
             return Result(drawn[0], drawn[1], redraws, pyramid.vote_centre, mirrored)
@@ -522,11 +556,28 @@ def draw_start(
     settings: Settings,
     rng: np.random.Generator,
     check_cancel: Callable[[], None],
-) -> np.ndarray:
+) -> Start:
     """Level ``first`` re-composed as ``settings`` ask: along seams, or warped."""
     if settings.seams is None:
-        return structured_start(pyramid.levels[first], settings, rng)
+        return Start(structured_start(pyramid.levels[first], settings, rng), None)
     return chained_start(pyramid, first, settings, rng, check_cancel)
+
+
+class Start(NamedTuple):
+    """The start at a pyramid level, and for a start by seams, where they tore outlines."""
+
+    pixels: np.ndarray
+    tear: Tear | None
+
+
+class Tear(NamedTuple):
+    """Where a start by seams tore the outlines of the picture it moved (see shape_rounds)."""
+
+    origins: np.ndarray
+    """Where each pixel came from in the source's level: row and column (rows, columns, 2)."""
+    near: np.ndarray
+    """How near each pixel is to a torn outline, from 0 to 1 (rows, columns, 1; see
+    TORN_PIXELS)."""
 
 
 def chained_start(
@@ -535,7 +586,7 @@ def chained_start(
     settings: Settings,
     rng: np.random.Generator,
     check_cancel: Callable[[], None],
-) -> np.ndarray:
+) -> Start:
     """Level ``first`` moved along seams ``settings.moves`` times (see seams_start), each
     move but the last settled by the rounds at that level, so that the next one moves the
     source's own patches again, not what the last one stretched. In one move, the shares
@@ -545,22 +596,49 @@ def chained_start(
     else each move widened a cup again."""
     assert settings.seams is not None
     picture = pyramid.levels[first]
+    side = picture.shape[0]
+    # Where each pixel of ``picture`` came from in the level: at first, its own place.
+    came_from = np.moveaxis(np.indices((side, side), np.float32), 0, -1)
     for move in range(settings.moves):
-        start = seams_start(
+        draft = seams_start(
             pyramid, first, picture, settings.seams, rng, check_cancel, apart=settings.apart
         )
+        rows, columns = np.moveaxis(np.clip(np.rint(draft.origins), 0, side - 1), -1, 0)
+        origins = came_from[rows.astype(np.int64), columns.astype(np.int64)]
+        start = Start(draft.pixels, Tear(origins, near_tears(picture, draft.origins)))
         if move < settings.moves - 1:
-            _, picture = refine(
+            nnf, picture = refine(
                 pyramid,
                 first,
-                start,
+                start.pixels,
                 check_cancel,
                 coarsest=True,
-                seams=True,
+                tear=start.tear,
                 one_place=False,
                 alpha=None,
             )
+            came_from = settled_origins(nnf, side)
     return start
+
+
+def near_tears(picture: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """How near each pixel of a draft of ``picture`` (``origins``: where each came from) is
+    to the places where its seams tore an outline (see TORN_PIXELS)."""
+    torn = torn_outlines(picture, origins).astype(np.float32)
+    count = window_mean(torn, TORN_PATCH) * TORN_PATCH**2
+    return window_mean(np.minimum(count / TORN_PIXELS, 1.0), PATCH)[..., None]
+
+
+def settled_origins(nnf: np.ndarray, side: int) -> np.ndarray:
+    """Where each pixel of a level settled from ``nnf`` (side x side) came from in the
+    source's level: its place in the source patch chosen for the patch centred on it (the
+    nearest patch, at the borders)."""
+    grid = side - PATCH + 1
+    place = np.arange(side)
+    patch = np.clip(place - PATCH // 2, 0, grid - 1)
+    chosen = nnf[np.ix_(patch, patch)]
+    within = np.stack(np.meshgrid(place - patch, place - patch, indexing="ij"), axis=-1)
+    return (np.stack(np.divmod(chosen, grid), axis=-1) + within).astype(np.float32)
 
 
 def structured_start(level: np.ndarray, settings: Settings, rng: np.random.Generator) -> np.ndarray:
@@ -590,7 +668,7 @@ def seams_start(
     check_cancel: Callable[[], None],
     *,
     apart: float,
-) -> np.ndarray:
+) -> Draft:
     """``picture`` (level ``first`` or one settled from it) with its parts moved along
     ``share`` of its side in seams (see _seams; ``apart``, see _seams.APART): of DRAFTS
     such drafts, scored by how near their worst-matched patches (DRAFT_QUANTILE) lie to the
@@ -609,16 +687,17 @@ def seams_start(
     grid = pyramid.levels[first].shape[0] - PATCH + 1
     counted = ~pyramid.frame(first).centred.ravel()
     drafts = []
-    for pixels, moved in recompose(picture, *draw_moves(share, DRAFTS, rng), apart=apart):
+    for pixels, moved, origins in recompose(picture, *draw_moves(share, DRAFTS, rng), apart=apart):
         check_cancel()
         found, distances = pyramid.nearest(first, extract(pixels, PATCH), check_cancel)
         mismatch = float(np.quantile(distances, DRAFT_QUANTILE))
-        drafts.append(Draft(mismatch, moved, copy_fraction(found, grid, counted), pixels))
+        copy = copy_fraction(found, grid, counted)
+        drafts.append(Draft(mismatch, moved, copy, pixels, origins))
     drafts = [draft for draft in drafts if draft.copy <= COPY_LIMIT] or drafts
     unseen = [draft for draft in drafts if draft.mismatch <= UNSEEN]
     if unseen:
-        return max(unseen, key=lambda draft: draft.moved).pixels
-    return min(drafts, key=lambda draft: draft.mismatch).pixels
+        return max(unseen, key=lambda draft: draft.moved)
+    return min(drafts, key=lambda draft: draft.mismatch)
 
 
 class Draft(NamedTuple):
@@ -631,6 +710,8 @@ class Draft(NamedTuple):
     copy: float
     """Share of its patches whose nearest source patch lies at one shift (see copy_fraction)."""
     pixels: np.ndarray
+    origins: np.ndarray
+    """Where each pixel came from in the picture moved (see _seams.recompose)."""
 
 
 def _reflect(coordinate: np.ndarray, size: int) -> np.ndarray:
@@ -653,14 +734,13 @@ def _bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 def run_levels(
     pyramid: Pyramid,
     first: int,
-    start: np.ndarray,
+    start: Start,
     check_cancel: Callable[[], None],
     check_level: int,
     copy_limit: float | None,
     *,
     exclusive: bool,
     alpha: float | None,
-    seams: bool,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Coarse-to-fine PNN from ``start`` at level ``first``: the image and NNF, or None for a
     near-copy (more than ``copy_limit`` of level ``check_level`` rigidly shifted; None: no
@@ -676,7 +756,7 @@ def run_levels(
     """
     levels = pyramid.levels
     centre = pyramid.vote_centre
-    estimate = start
+    estimate = start.pixels
     nnf: np.ndarray | None = None
     for k in range(first, -1, -1):
         check_cancel()
@@ -697,7 +777,7 @@ def run_levels(
             estimate,
             check_cancel,
             coarsest=coarsest,
-            seams=seams,
+            tear=start.tear,
             one_place=coarsest and exclusive and not pyramid.texture,
             alpha=alpha if size <= COMPLETE_UP_TO else None,
         )
@@ -719,20 +799,21 @@ def refine(
     check_cancel: Callable[[], None],
     *,
     coarsest: bool,
-    seams: bool,
+    tear: Tear | None,
     one_place: bool,
     alpha: float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The rounds at level ``k`` (see rounds) from ``estimate``: the NNF and the image. With
-    ``one_place``, the searches show each source pixel at one place (see _exclusive); with
-    ``alpha``, they favour what the estimate does not show yet."""
+    """The rounds at level ``k`` (see rounds) from ``estimate``: the NNF and the image.
+    ``tear`` is the start's, if it was a start by seams (else None). With ``one_place``,
+    the searches show each source pixel at one place (see _exclusive); with ``alpha``, they
+    favour what the estimate does not show yet."""
     target = pyramid.levels[k]
     frame = pyramid.frame(k)
     estimate = frame.restore(estimate, target)
     nnf = None
-    for done in range(rounds(target.shape[0], coarsest=coarsest, seams=seams)):
-        if seams and coarsest and done == SHAPE_AFTER:
-            estimate = shape_rounds(pyramid, k, estimate, check_cancel)
+    for done in range(rounds(target.shape[0], coarsest=coarsest, seams=tear is not None)):
+        if tear is not None and coarsest and done == SHAPE_AFTER:
+            estimate = shape_rounds(pyramid, k, estimate, tear, check_cancel)
         if one_place:
             found, distances = exclusive_nearest(target, extract(estimate, PATCH), PATCH)
         elif alpha is not None:
@@ -749,14 +830,25 @@ def refine(
 
 
 def shape_rounds(
-    pyramid: Pyramid, k: int, estimate: np.ndarray, check_cancel: Callable[[], None]
+    pyramid: Pyramid,
+    k: int,
+    estimate: np.ndarray,
+    tear: Tear,
+    check_cancel: Callable[[], None],
 ) -> np.ndarray:
     """SHAPE_ROUNDS rounds at level ``k`` with SHAPE_PATCH-wide patches: outlines that a
-    start by seams bent, put back from rigid pieces of the source's own."""
+    start by seams bent, put back from rigid pieces of the source's own; near where it
+    tore one (``tear``), from TORN_PATCH-wide pieces of the very place it was torn from."""
     for _ in range(SHAPE_ROUNDS):
         queries = extract(estimate, SHAPE_PATCH)
         found, distances = pyramid.nearest(k, queries, check_cancel, SHAPE_PATCH)
-        _, estimate = replace_patches(pyramid, k, found, distances, SHAPE_PATCH)
+        _, shaped = replace_patches(pyramid, k, found, distances, SHAPE_PATCH)
+        if tear.near.any():
+            queries = extract(estimate, TORN_PATCH)
+            found, distances = pyramid.nearest_to(k, queries, tear.origins, TORN_PATCH)
+            _, rigid = replace_patches(pyramid, k, found, distances, TORN_PATCH)
+            shaped = tear.near * rigid + (1.0 - tear.near) * shaped
+        estimate = shaped
     return estimate
 
 

@@ -8,7 +8,9 @@ sideways and then, fewer, up and down: the parts in between move by up to that m
 pixels, a face or a cup stays whole, and nothing is shown twice. The patch search of the
 finer levels then redraws the seams' surroundings from the source's own patches. Each
 start also says how far its detail moved, so that of several the one that changed the
-picture most can be kept (see _gpnn.seams_start).
+picture most can be kept (see _gpnn.seams_start), and where each pixel came from, so that
+where a seam tore an outline (see torn_outlines) the outline can be put back from rigid
+pieces of the place it was torn from (see _gpnn.TORN_PATCH).
 
 This is the start from diversity 1 up in a picture with a layout, from 2 up repeated (see
 _gpnn.Settings.for_diversity and chained_start); re-composing from the coarsest level
@@ -18,7 +20,11 @@ half).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+from ._patches import window_mean
 
 BIAS = 0.25
 """Weight of the random profile against the picture's mean contrast: with less, seams keep
@@ -51,6 +57,11 @@ seams it sends through the cup narrowed its middle into a V, a pointed rim in ab
 varied less (0.478 -> 0.403)."""
 KNOTS = 4
 """The profile is drawn at KNOTS evenly spaced points across the picture and interpolated."""
+OUTLINE = 0.85
+"""A picture's outlines are its pixels of most contrast, from this quantile up (see
+torn_outlines): coffee's rim, saucer and spoon at 61 px. From 0.93 up, coffee's rims came
+out less round (benchmarks/rims.py, seeds 0-3: 2.69 px against 2.50, measured with 3 px of
+slack, see _gpnn.ANCHOR)."""
 
 
 def draw_moves(
@@ -63,16 +74,26 @@ def draw_moves(
     return share * np.array([scale for scale, _ in draws]), np.stack([p for _, p in draws])
 
 
+class Moved(NamedTuple):
+    """A draft of a picture with its parts moved along seams (see recompose)."""
+
+    pixels: np.ndarray
+    moved: float
+    """How far its detail moved from the picture, on average, in pixels."""
+    origins: np.ndarray
+    """Where each pixel came from in the picture: its row and column (rows, columns, 2)."""
+
+
 def recompose(
     image: np.ndarray, shares: np.ndarray, profiles: np.ndarray, *, apart: float = 0.0
-) -> list[tuple[np.ndarray, float]]:
+) -> list[Moved]:
     """Drafts of ``image`` (square, float RGB), one per share in ``shares``: its parts moved
     sideways along that share of its side in seams, then up or down along DOWN times as
     many, where its ``profiles`` (drafts, 2, KNOTS; values in [0, 1], across then down) are
-    low; each with how far its detail moved on average, in pixels: each pixel's move
-    weighted by its contrast, since a plain sky moved shows no change. ``apart`` (times the
-    pull) keeps the removed seams apart from each other, as BESIDE does the inserted ones
-    (see APART).
+    low; each with how far its detail moved on average, in pixels (each pixel's move
+    weighted by its contrast, since a plain sky moved shows no change), and where each of
+    its pixels came from. ``apart`` (times the pull) keeps the removed seams apart from each
+    other, as BESIDE does the inserted ones (see APART).
 
     The drafts are carved together, one seam of each per step: finding a seam is a loop
     over rows of small array operations, which over a stack of drafts costs little more
@@ -89,9 +110,28 @@ def recompose(
     moved = np.hypot(tracked[..., 3] - rows, tracked[..., 4] - columns)
     weight = contrast(tracked[..., :3], np.full(drafts, width))
     return [
-        (pixels[..., :3], float((m * w).sum() / (w.sum() + 1e-6)))
+        Moved(pixels[..., :3], float((m * w).sum() / (w.sum() + 1e-6)), pixels[..., 3:5])
         for pixels, m, w in zip(tracked, moved, weight, strict=True)
     ]
+
+
+def torn_outlines(picture: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """The pixels of a draft of ``picture`` (``origins``: where each came from, as recompose
+    tracks them) where a seam tore one of its outlines (OUTLINE): beside a neighbour that
+    was not their neighbour in ``picture``, and from one of its outlines."""
+    side = picture.shape[1]
+    edges = _contrast(picture[None], np.ones((1, side - 1), bool))[0]
+    outline = edges >= np.quantile(edges, OUTLINE)
+    seam = np.zeros(origins.shape[:2], bool)
+    for axis, step in ((1, (0.0, 1.0)), (0, (1.0, 0.0))):
+        # Neighbours along ``axis`` came from neighbours, one step apart the same way.
+        apart = np.hypot(*np.moveaxis(np.diff(origins, axis=axis) - step, -1, 0)) > 0.5
+        before, after = [slice(None)] * 2, [slice(None)] * 2
+        before[axis], after[axis] = slice(None, -1), slice(1, None)
+        seam[tuple(before)] |= apart
+        seam[tuple(after)] |= apart
+    rows, columns = np.clip(np.rint(origins), 0, side - 1).astype(np.int64).transpose(2, 0, 1)
+    return seam & outline[rows, columns]
 
 
 def move_sideways(
@@ -168,17 +208,7 @@ def contrast(images: np.ndarray, widths: np.ndarray) -> np.ndarray:
     edges = _contrast(images, columns[None, :-1] < widths[:, None] - 1)
     # As if each draft ended at its width: its last column repeated into the padding.
     edges = np.take_along_axis(edges, np.minimum(columns, widths[:, None] - 1)[:, None], axis=2)
-    edges = np.pad(edges, ((0, 0), (SPREAD, SPREAD), (SPREAD, SPREAD)), mode="edge")
-    side = 2 * SPREAD + 1
-    # Window sums from a summed-area table: four lookups per pixel, not side**2 additions.
-    table = np.pad(edges.astype(np.float64).cumsum(axis=1).cumsum(axis=2), ((0, 0), (1, 0), (1, 0)))
-    sums = (
-        table[:, side:, side:]
-        - table[:, :-side, side:]
-        - table[:, side:, :-side]
-        + table[:, :-side, :-side]
-    )
-    return (sums / side**2).astype(np.float32)
+    return window_mean(edges, 2 * SPREAD + 1)
 
 
 def _contrast(images: np.ndarray, inside: np.ndarray) -> np.ndarray:

@@ -102,6 +102,28 @@ class PatchIndex:
         return self._members[self._starts[group] + spread], np.maximum(distances, 0.0)
 
 
+def nearest_among(
+    queries: np.ndarray, keys: np.ndarray, candidates: np.ndarray, offered: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's nearest key among its own ``candidates`` (a row of a few indexes into
+    ``keys`` per query; those not ``offered`` passed over while another is), and its
+    squared distance. Exact, one column of candidates at a time, with no index to build:
+    the PCA of an index of 19 px patches took 1.2 s, which no cancel check can cut short."""
+    norms = np.einsum("ij,ij->i", keys, keys)
+    distances = np.stack(
+        [
+            norms[column] - 2.0 * np.einsum("ij,ij->i", queries, keys[column])
+            for column in candidates.T
+        ],
+        axis=1,
+    )
+    distances += np.einsum("ij,ij->i", queries, queries)[:, None]
+    distances[~offered[candidates]] = np.inf
+    best = np.argmin(distances, axis=1)
+    rows = np.arange(len(queries))
+    return candidates[rows, best], np.maximum(distances[rows, best], 0.0)
+
+
 def completing_nearest(
     queries: np.ndarray, keys: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray]:
