@@ -68,7 +68,7 @@ from ._exclusive import exclusive_nearest, is_texture
 from ._frame import FROM_SIZE, LevelFrame, frame_of
 from ._patches import align_border, extract, resize, upsample_nnf, vote, window_mean
 from ._propagate import propagate
-from ._seams import APART, draw_moves, recompose, torn_outlines
+from ._seams import APART, draw_moves, pixels_of, recompose, torn_outlines
 from ._search import PatchIndex, completing_nearest, nearest_among
 
 PATCH = 7
@@ -437,20 +437,25 @@ class Pyramid:
         found, distances = self._index(k, patch).nearest(queries, check_cancel)
         return self._offered(k, patch)[found], distances
 
-    def nearest_to(
-        self, k: int, queries: np.ndarray, origins: np.ndarray, patch: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """As nearest, but each query compared only with the patches centred within ANCHOR
-        px of where its own centre came from (``origins``: a row and column per pixel of
-        the image the queries were taken from)."""
-        grid = self.levels[k].shape[0] - patch + 1
+    def anchored(self, k: int, origins: np.ndarray, patch: int) -> np.ndarray:
+        """For each ``patch``-wide patch of an image drawn at level ``k`` (``origins``:
+        where each of its pixels came from in the level, a row and column each), the
+        level's patches centred within ANCHOR px of where its centre came from: a row of
+        (2 * ANCHOR + 1)**2 indexes per patch (see nearest_to)."""
+        side = self.levels[k].shape[0]
+        grid = side - patch + 1
         half = patch // 2
-        centres = origins[half : half + grid, half : half + grid].reshape(-1, 2)
-        corners = np.rint(centres).astype(np.int64) - half
+        rows, columns = pixels_of(origins[half : half + grid, half : half + grid], side)
         steps = np.arange(-ANCHOR, ANCHOR + 1)
-        rows = np.clip(corners[:, 0, None, None] + steps[:, None], 0, grid - 1)
-        columns = np.clip(corners[:, 1, None, None] + steps[None, :], 0, grid - 1)
-        candidates = (rows * grid + columns).reshape(len(corners), -1)
+        rows = np.clip(rows.ravel()[:, None, None] - half + steps[:, None], 0, grid - 1)
+        columns = np.clip(columns.ravel()[:, None, None] - half + steps[None, :], 0, grid - 1)
+        return (rows * grid + columns).reshape(grid * grid, -1)
+
+    def nearest_to(
+        self, k: int, queries: np.ndarray, candidates: np.ndarray, patch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As nearest, but each query compared only with its own ``candidates`` (see
+        anchored)."""
         keys = extract(self.levels[k], patch)
         return nearest_among(queries, keys, candidates, ~self.frame(k, patch).centred.ravel())
 
@@ -603,8 +608,7 @@ def chained_start(
         draft = seams_start(
             pyramid, first, picture, settings.seams, rng, check_cancel, apart=settings.apart
         )
-        rows, columns = np.moveaxis(np.clip(np.rint(draft.origins), 0, side - 1), -1, 0)
-        origins = came_from[rows.astype(np.int64), columns.astype(np.int64)]
+        origins = came_from[pixels_of(draft.origins, side)]
         start = Start(draft.pixels, Tear(origins, near_tears(picture, draft.origins)))
         if move < settings.moves - 1:
             nnf, picture = refine(
@@ -839,13 +843,15 @@ def shape_rounds(
     """SHAPE_ROUNDS rounds at level ``k`` with SHAPE_PATCH-wide patches: outlines that a
     start by seams bent, put back from rigid pieces of the source's own; near where it
     tore one (``tear``), from TORN_PATCH-wide pieces of the very place it was torn from."""
+    # Each round compares its wide patches with the same pieces: the tear does not move.
+    candidates = pyramid.anchored(k, tear.origins, TORN_PATCH) if tear.near.any() else None
     for _ in range(SHAPE_ROUNDS):
         queries = extract(estimate, SHAPE_PATCH)
         found, distances = pyramid.nearest(k, queries, check_cancel, SHAPE_PATCH)
         _, shaped = replace_patches(pyramid, k, found, distances, SHAPE_PATCH)
-        if tear.near.any():
+        if candidates is not None:
             queries = extract(estimate, TORN_PATCH)
-            found, distances = pyramid.nearest_to(k, queries, tear.origins, TORN_PATCH)
+            found, distances = pyramid.nearest_to(k, queries, candidates, TORN_PATCH)
             _, rigid = replace_patches(pyramid, k, found, distances, TORN_PATCH)
             shaped = tear.near * rigid + (1.0 - tear.near) * shaped
         estimate = shaped

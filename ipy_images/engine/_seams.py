@@ -130,8 +130,14 @@ def torn_outlines(picture: np.ndarray, origins: np.ndarray) -> np.ndarray:
         before[axis], after[axis] = slice(None, -1), slice(1, None)
         seam[tuple(before)] |= apart
         seam[tuple(after)] |= apart
-    rows, columns = np.clip(np.rint(origins), 0, side - 1).astype(np.int64).transpose(2, 0, 1)
-    return seam & outline[rows, columns]
+    return seam & outline[pixels_of(origins, side)]
+
+
+def pixels_of(origins: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """``origins`` (..., 2: a row and a column each, as recompose tracks them) as the rows
+    and columns of the nearest pixels of a picture ``side`` px wide."""
+    rows, columns = np.moveaxis(np.clip(np.rint(origins), 0, side - 1).astype(np.int64), -1, 0)
+    return rows, columns
 
 
 def move_sideways(
