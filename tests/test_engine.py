@@ -462,6 +462,40 @@ def test_rigid_pieces_round_a_torn_rim() -> None:
     assert np.sum(np.array(torn) < untorn) >= 4, (torn, untorn)
 
 
+def test_a_seam_inserted_slantwise_across_an_outline_tears_it() -> None:
+    """An inserted seam is a blend of its two neighbours: where it crosses an outline
+    slantwise, what lies beyond shifts by half a pixel a row, and an upright leans (see
+    _seams.torn_outlines). Upright lines crossed by a slanting inserted seam are torn where
+    it crosses each of them, and nowhere else; a straight inserted seam only stretches the
+    picture and tears nothing. Without ``shears`` (from diversity 2 up), neither tears
+    anything."""
+    from ipy_images.engine._seams import torn_outlines
+
+    side, lines = 40, [8, 16, 24, 32]
+    picture = np.full((side, side, 3), 0.5, np.float32)
+    picture[:, lines] = 0.0
+    rows, columns = np.mgrid[:side, :side].astype(np.float32)
+
+    def inserted(path: np.ndarray) -> np.ndarray:
+        """Where each pixel came from, with a seam inserted right of column ``path[row]``."""
+        p = path[:, None].astype(np.float32)
+        beyond = np.where(columns == p + 1, p + 0.5, columns - 1)
+        return np.stack([rows, np.where(columns <= p, columns, beyond)], axis=-1)
+
+    slanted = torn_outlines(picture, inserted(np.arange(side)), shears=True)
+    straight = torn_outlines(picture, inserted(np.full(side, 10)), shears=True)
+    assert not straight.any()
+    assert not torn_outlines(picture, inserted(np.arange(side)), shears=False).any()
+    torn_rows, torn_columns = np.nonzero(slanted)
+    # The seam runs down the diagonal: it crosses line c at row c.
+    crossed = [line for line in lines if np.any(np.abs(torn_columns - line) <= 2)]
+    assert crossed == lines
+    assert np.all(np.abs(torn_rows - torn_columns) <= 2)
+    assert all(
+        np.min(np.abs(torn_columns[i] - np.array(lines))) <= 2 for i in range(len(torn_rows))
+    )
+
+
 def _starfield() -> Image.Image:
     """scikit-image's hubble_deep_field (public domain, NASA), cropped and reduced to 256 px."""
     return Image.open(Path(__file__).parent / "data" / "hubble_deep_field.jpg").convert("RGB")
