@@ -423,9 +423,9 @@ def test_rigid_pieces_round_a_torn_rim() -> None:
     """Where a start's seams tore an outline, the wide rounds take rigid pieces of the very
     place it was torn from (see _gpnn.TORN_PATCH). Coffee's rim after the rounds at the
     start's level, measured at 256 px by tests/rim.py, in the starts of seeds 0-5: with
-    them 2.82 px from an ellipse on average when written, without them (the same starts,
-    no tear marked) 3.52; rounder in 5 of the 6 (by 0.23 to 1.18 px), the sixth the same
-    within 0.01 px."""
+    them 2.76 px from an ellipse on average (2.82 before the shears of inserted seams were
+    marked too, see _seams.torn_outlines), without them (the same starts, no tear marked)
+    3.52; rounder in 5 of the 6 (by 0.69 to 1.21 px), the sixth 0.23 px less round."""
     from ipy_images.engine import _gpnn
     from ipy_images.engine._patches import resize
 
