@@ -164,7 +164,8 @@ TORN_PIXELS), the wide rounds compare patches this wide (a third of 61 px), each
 the source patches centred within ANCHOR px of where its centre came from: rigid pieces of
 the outline it was torn from. Coffee's rims came out round where they were kinked or
 spouted (benchmarks/rims.py, seeds 0-3: 2.74 px from an ellipse, none over 4 px, against
-3.54 and 3 of 16). Used everywhere, not only near a tear, these patches made the other
+3.54 and 3 of 16; 2.62 and 1 of 16 since inserted seams' shears are marked at 1, see
+_seams.torn_outlines). Used everywhere, not only near a tear, these patches made the other
 photos' coarse coherence 8% worse (the astronaut's 10%); near a tear only, it is the same
 on the mean of the five photos with a layout (see docs/engine, "Rigid pieces where a seam
 tore an outline")."""
