@@ -241,6 +241,11 @@ class Settings:
     """One sample of every this many of a request comes out mirrored (see FLIP_EVERY)."""
     apart: float = 0.0
     """How much dearer a place beside a removed seam is for the next (see _seams.APART)."""
+    shears: bool = False
+    """Whether the shears of inserted seams count as tears (see _seams.torn_outlines). Only
+    for a single move: marked in each of the chained moves too, more of each settle was put
+    back rigidly, and chelsea's samples varied less at 3 than at 2 (seeds 0-7: 0.692 at 2,
+    0.676 at 3; unmarked, 0.673 and 0.696)."""
 
     @classmethod
     def for_diversity(cls, diversity: float, *, sparse: bool, texture: bool) -> Settings:
@@ -318,6 +323,7 @@ class Settings:
                 moves=moves,
                 flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
                 apart=APART if diversity >= APART_FROM else 0.0,
+                shears=moves == 1,
             )
         return cls(
             noise=NOISE * diversity ** (1.0 if sparse else 1.5),
@@ -599,12 +605,7 @@ def chained_start(
     that vary a picture as much as 2 and 3 do (0.4 and 0.6 of the side) split, stretched
     or doubled the astronaut's face in 3 of 4 samples; in moves of 0.2, settled between,
     the face stays whole. From 3 up the removed seams are kept apart (see APART_FROM):
-    else each move widened a cup again.
-
-    Only a single move (at diversity 1) marks the shears of inserted seams as tears (see
-    _seams.torn_outlines): marked in each of the chained moves too, more of each settle was
-    put back rigidly, and chelsea's samples varied less at 3 than at 2 (seeds 0-7: 0.692
-    at 2, 0.676 at 3; unmarked, 0.673 and 0.696)."""
+    else each move widened a cup again."""
     assert settings.seams is not None
     picture = pyramid.levels[first]
     side = picture.shape[0]
@@ -615,7 +616,7 @@ def chained_start(
             pyramid, first, picture, settings.seams, rng, check_cancel, apart=settings.apart
         )
         origins = came_from[pixels_of(draft.origins, side)]
-        near = near_tears(picture, draft.origins, shears=settings.moves == 1)
+        near = near_tears(picture, draft.origins, shears=settings.shears)
         start = Start(draft.pixels, Tear(origins, near))
         if move < settings.moves - 1:
             nnf, picture = refine(
