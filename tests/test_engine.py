@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -26,6 +28,29 @@ from the coarsest level) comes out as a near-copy."""
 
 def _no_cancel() -> None:
     return None
+
+
+Item = TypeVar("Item")
+Made = TypeVar("Made")
+
+
+def _two_at_a_time(make: Callable[[Item], Made], items: Iterable[Item]) -> list[Made]:
+    """``make`` of each of ``items``, in order, two calls at once: an engine call uses one core,
+    and the samples do not depend on the thread that draws them."""
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(make, items))
+
+
+def _samples(
+    image: Image.Image, *, seed: int, diversity: float = 1.0, count: int = 4
+) -> list[Image.Image]:
+    """Samples 0 to ``count`` - 1 of ``seed`` at ``diversity``, 256 px."""
+    return _two_at_a_time(
+        lambda index: generate_variation(
+            image, size=256, seed=seed, index=index, diversity=diversity
+        ),
+        range(count),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +317,7 @@ def test_a_fundus_keeps_its_vessels_and_optic_disc_above_one(diversity: float) -
     # A completeness term brings back what the estimate does not show yet.
     disc, vessel = (250, 220, 150), (150, 40, 30)
     fundus = _fundus()
-    for index in range(4):
-        sample = generate_variation(fundus, size=256, seed=0, index=index, diversity=diversity)
+    for index, sample in enumerate(_samples(fundus, seed=0, diversity=diversity)):
         assert _pixels_near(sample, disc) >= 0.4 * _pixels_near(fundus, disc), index
         assert _pixels_near(sample, vessel) >= 0.5 * _pixels_near(fundus, vessel), index
 
@@ -514,8 +538,7 @@ def test_a_starfield_keeps_small_things_all_over() -> None:
     field = _starfield()
     lit = float(np.median(_cell_peaks(field))) / 2
     assert (_cell_peaks(field) >= lit).all()
-    for index in range(4):
-        sample = generate_variation(field, size=256, seed=0, index=index)
+    for sample in _samples(field, seed=0):
         assert (_cell_peaks(sample) >= lit).mean() >= 0.9
 
 
@@ -532,12 +555,7 @@ def test_a_dense_texture_varies_without_smears() -> None:
     texture = pebbles()
     smooth = np.quantile(_local_contrast(texture, 15), 0.01)
     shares = [
-        float(
-            np.mean(
-                _local_contrast(generate_variation(texture, size=256, seed=0, index=i), 15) < smooth
-            )
-        )
-        for i in range(4)
+        float(np.mean(_local_contrast(sample, 15) < smooth)) for sample in _samples(texture, seed=0)
     ]
     assert np.mean(shares) < 0.025, shares
 
@@ -547,8 +565,7 @@ def test_white_noise_varies_without_grey_bands() -> None:
     # kept it: bands 8-15 pixels wide across the samples.
     source = noise()
     typical = float(np.median(_local_contrast(source, 5)))
-    for index in range(2):
-        sample = generate_variation(source, size=256, seed=0, index=index)
+    for sample in _samples(source, seed=0, count=2):
         assert np.mean(_local_contrast(sample, 5) < typical / 2) < 0.005
 
 
@@ -570,17 +587,15 @@ def _measured_diversity(image: Image.Image, seed: int) -> list[float]:
     spread over the input's grey contrast."""
     grey_weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     source = pixels(image.resize((256, 256))) @ grey_weights
-    measured = []
-    for diversity in DIVERSITY_STEPS:
-        samples = np.stack(
-            [
-                pixels(generate_variation(image, size=256, seed=seed, index=i, diversity=diversity))
-                @ grey_weights
-                for i in range(4)
-            ]
-        )
-        measured.append(float(samples.std(axis=0).mean() / source.std()))
-    return measured
+    drawn = _two_at_a_time(
+        lambda call: (
+            pixels(generate_variation(image, size=256, seed=seed, index=call[1], diversity=call[0]))
+            @ grey_weights
+        ),
+        [(diversity, index) for diversity in DIVERSITY_STEPS for index in range(4)],
+    )
+    greys = [np.stack(drawn[at : at + 4]) for at in range(0, len(drawn), 4)]
+    return [float(grey.std(axis=0).mean() / source.std()) for grey in greys]
 
 
 @pytest.mark.timeout(1200)  # 16 samples: minutes on a shared machine
@@ -604,15 +619,15 @@ def test_below_one_each_sample_departs_further_as_diversity_rises(seed: int) -> 
     # sample differs more from the input, yet at 0.5 it is not a copy of it.
     astronaut = ImageOps.fit(sample_image("astronaut"), (256, 256))
     source = pixels(astronaut)
-    departures = [
-        float(
+    departures = _two_at_a_time(
+        lambda diversity: float(
             np.abs(
                 pixels(generate_variation(astronaut, size=256, seed=seed, diversity=diversity))
                 - source
             ).mean()
-        )
-        for diversity in (0.25, 0.5, 0.9, 1.0)
-    ]
+        ),
+        (0.25, 0.5, 0.9, 1.0),
+    )
     assert all(b > a for a, b in itertools.pairwise(departures)), departures
     assert departures[1] > 0.01, departures  # about 3 grey levels on average
 
@@ -705,8 +720,7 @@ def test_above_two_a_logo_keeps_its_shapes_whole_and_once(diversity: float) -> N
 
     source_halves, source_bar = parts(logo(), red), parts(logo(), blue)
     assert len(source_halves) == 2 and len(source_bar) == 1
-    for index in range(4):
-        sample = generate_variation(logo(), size=256, seed=0, index=index, diversity=diversity)
+    for index, sample in enumerate(_samples(logo(), seed=0, diversity=diversity)):
         halves, bar = parts(sample, red), parts(sample, blue)
         assert len(halves) == 2 and len(bar) == 1, (index, halves, bar)
         for size, expected in zip(halves + bar, source_halves + source_bar, strict=True):
@@ -721,8 +735,7 @@ def test_above_two_a_share_of_the_samples_comes_out_mirrored(
     astronaut = _astronaut()
     thumbnail = pixels(astronaut.resize((16, 16)))
     found = []
-    for index in range(4):
-        sample = generate_variation(astronaut, size=256, seed=0, index=index, diversity=diversity)
+    for index, sample in enumerate(_samples(astronaut, seed=0, diversity=diversity)):
         small = pixels(sample.resize((16, 16)))
         upright = np.abs(small - thumbnail).mean()
         if np.abs(small[:, ::-1] - thumbnail).mean() < upright:
