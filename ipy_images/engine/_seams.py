@@ -125,7 +125,7 @@ def torn_outlines(picture: np.ndarray, origins: np.ndarray, *, shears: bool) -> 
     ``shears``, half a pixel across the row is a tear too: an inserted seam, a blend of its
     two neighbours, shifts what lies beyond it by half a pixel a row where it crosses an
     outline slantwise, and leans a thin upright (a rocket's tower) by a pixel per seam.
-    Counted (at diversity 1, see _gpnn.chained_start), rocket's towers came out broken in
+    Counted (at diversity 1, see _gpnn.Settings.shears), rocket's towers came out broken in
     about 9 of 16 samples (seeds 0-3) where 11 did (see docs/engine, "Shears marked as
     tears at 1")."""
     side = picture.shape[1]
