@@ -55,10 +55,11 @@ class OneRunAtATime(Generic[T]):
 
         def settle(task: asyncio.Task[T]) -> None:
             settled(task)
-            if future.done():  # cancelled by its holder, which also cancelled the task
-                return
-            if task.cancelled():
-                future.cancel()
+            if future.cancelled() or task.cancelled():
+                future.cancel()  # nothing new if its holder cancelled it
+                # Only this wakes `concurrent.futures.wait` and `as_completed` (an executor's
+                # step, and no executor runs this future): else they wait out their timeout.
+                future.set_running_or_notify_cancel()
             elif task.exception() is not None:
                 future.set_exception(task.exception())
             else:

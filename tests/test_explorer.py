@@ -164,8 +164,8 @@ def test_cancel_keeps_the_images_that_arrived() -> None:
     future = explorer.vary()
     wait_until(lambda: explorer.progress.value >= 1, timeout=RUN_TIMEOUT)
     explorer.cancel_button.click()
-    concurrent.futures.wait([future], timeout=60)
-    assert future.cancelled()
+    done, _ = concurrent.futures.wait([future], timeout=60)
+    assert future in done and future.cancelled()
     row = explorer._rows[-1]
     assert 1 <= len(row.cells) < 4
     assert "cancelled" in row.heading.value
@@ -250,6 +250,8 @@ def test_cancelling_the_future_stops_the_run(
     future = explorer.vary()
     wait_until(lambda: len(explorer._rows) == 2)
     assert future.cancel()
+    done, _ = concurrent.futures.wait([future], timeout=RUN_TIMEOUT)
+    assert future in done  # woken once the run stopped, not at the timeout
     wait_until(lambda: "cancelled" in explorer._rows[-1].heading.value)
     wait_until(lambda: not explorer.vary_button.disabled)
     assert "Cancelled." in explorer.status.value

@@ -269,6 +269,8 @@ def test_cancel_stops_the_run_and_reenables_generate(
     wait_until(lambda: len(loopback.requests) == 1)
     form.cancel_button.click()
 
+    done, _ = concurrent.futures.wait([future], timeout=30)
+    assert future in done  # woken once the run stopped, not at the timeout
     with pytest.raises(concurrent.futures.CancelledError):
         future.result(timeout=30)
     assert "Cancelled." in status_text(form) and not is_error(form)
