@@ -678,6 +678,53 @@ def test_the_search_answers_each_patch_with_one_that_looks_the_same() -> None:
         assert worst < 3 / 255, (level.shape, worst * 255)
 
 
+def test_a_round_searches_again_only_the_patches_that_moved() -> None:
+    # Most patches settle after a few rounds at a level; their searches were most of a
+    # sample's time. A patch is compared with itself as last searched, so a slow drift
+    # is searched again once it adds up to SETTLED.
+    from ipy_images.engine import _gpnn
+    from ipy_images.engine._patches import extract
+
+    pyramid = _gpnn.pyramid_for(pixels(_astronaut()))
+    k = 2
+    queries = extract(pyramid.levels[k], _gpnn.PATCH)
+    first = _gpnn.search_moved(pyramid, k, queries, None, _no_cancel)
+    rng = np.random.default_rng(0)
+    moved = rng.choice(len(queries), 500, replace=False)
+    drifting = np.setdiff1d(rng.choice(len(queries), 500, replace=False), moved)
+    step = np.zeros_like(queries)
+    step[moved] = 0.3 * rng.standard_normal((len(moved), queries.shape[1]))
+    step[drifting, 0] = 0.6 * _gpnn.SETTLED
+    # A moved patch gets a fresh answer; the others keep theirs, the drifting ones too.
+    second = _gpnn.search_moved(pyramid, k, queries + step, first, _no_cancel)
+    fresh = pyramid.nearest(k, queries + step, _no_cancel)
+    np.testing.assert_array_equal(second.found[moved], fresh[0][moved])
+    kept = np.setdiff1d(np.arange(len(queries)), moved)
+    np.testing.assert_array_equal(second.found[kept], first.found[kept])
+    assert not np.array_equal(first.found[moved], fresh[0][moved])
+    # Drifted twice as far since they were searched: 1.2 SETTLED, searched again.
+    third = _gpnn.search_moved(pyramid, k, queries + 2 * step, second, _no_cancel)
+    fresh = pyramid.nearest(k, queries + 2 * step, _no_cancel)
+    np.testing.assert_array_equal(third.found[drifting], fresh[0][drifting])
+    np.testing.assert_array_equal(third.queries[drifting], (queries + 2 * step)[drifting])
+
+
+def test_a_search_of_some_patches_answers_as_a_search_of_all() -> None:
+    # A flat region's patches are one key, handed out by each patch's place, so that a
+    # flat region copies a flat region patch by patch: asking some patches (the ones that
+    # moved) must hand out the same members as asking all.
+    from ipy_images.engine._patches import extract
+    from ipy_images.engine._search import PatchIndex
+
+    keys = extract(pixels(logo()), 7)
+    index = PatchIndex(keys)
+    every, _ = index.nearest(keys, _no_cancel)
+    some = np.arange(3, len(keys), 7)
+    found, _ = index.nearest(keys[some], _no_cancel, places=some)
+    np.testing.assert_array_equal(found, every[some])
+    assert len(np.unique(found)) > len(some) // 2  # white patches answered by many members
+
+
 def _part_sizes(mask: np.ndarray) -> list[int]:
     """Sizes in pixels of the 8-connected parts of ``mask``, largest first."""
     seen = np.zeros_like(mask)

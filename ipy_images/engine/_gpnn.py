@@ -213,6 +213,13 @@ optic disc, that a stronger start scatters come back."""
 ALPHA = 1.0
 """That search's alpha at diversity 2, as a multiple of the level's typical match distance;
 it is ALPHA / (diversity - 1), a stronger pull towards completeness as diversity rises."""
+SETTLED = 0.002
+"""A patch none of whose values moved by this much (about half a grey level) since a round
+at its level searched it keeps that round's answer: rounded to 8 bits it is nearly always
+the same patch. At the levels with several rounds most patches settle within a few
+(coffee at 144 px, the share that moved less than 0.004 since the round before: 69% in
+the second round, 89% in the third, 98% from the fifth), and a sample spent two thirds of
+its time searching. Not at the coarsest level (see refine)."""
 CACHED_SOURCES = 2
 """Pyramids (with their search indexes) kept for the next samples of the same picture."""
 
@@ -436,12 +443,18 @@ class Pyramid:
         return self._frames[key]
 
     def nearest(
-        self, k: int, queries: np.ndarray, check_cancel: Callable[[], None], patch: int = PATCH
+        self,
+        k: int,
+        queries: np.ndarray,
+        check_cancel: Callable[[], None],
+        patch: int = PATCH,
+        *,
+        places: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Level ``k``'s nearest ``patch``-wide patch to each query (its index among all the
         level's patches that wide) and the squared distance; patches centred on a frame are
-        not offered."""
-        found, distances = self._index(k, patch).nearest(queries, check_cancel)
+        not offered. ``places``: see PatchIndex.nearest."""
+        found, distances = self._index(k, patch).nearest(queries, check_cancel, places=places)
         return self._offered(k, patch)[found], distances
 
     def anchored(self, k: int, origins: np.ndarray, patch: int) -> np.ndarray:
@@ -819,11 +832,13 @@ def refine(
     """The rounds at level ``k`` (see rounds) from ``estimate``: the NNF and the image.
     ``tear`` is the start's, if it was a start by seams (else None). With ``one_place``,
     the searches show each source pixel at one place (see _exclusive); with ``alpha``, they
-    favour what the estimate does not show yet."""
+    favour what the estimate does not show yet; else each round after the first searches
+    only the patches that moved (see search_moved), but at the coarsest level."""
     target = pyramid.levels[k]
     frame = pyramid.frame(k)
     estimate = frame.restore(estimate, target)
     nnf = None
+    answers: Answers | None = None
     for done in range(rounds(target.shape[0], coarsest=coarsest, seams=tear is not None)):
         if tear is not None and coarsest and done == SHAPE_AFTER:
             estimate = shape_rounds(pyramid, k, estimate, tear, check_cancel)
@@ -833,13 +848,46 @@ def refine(
             found, distances = pyramid.completing(k, extract(estimate, PATCH), alpha)
         else:
             queries = extract(estimate, PATCH)
-            found, distances = pyramid.nearest(k, queries, check_cancel)
+            # At the coarsest level patches keep moving (after a start by seams, 94% of
+            # them change their answer each round), and the moves that follow a settle
+            # there hang on its every patch: each round searches them all.
+            answers = search_moved(pyramid, k, queries, None if coarsest else answers, check_cancel)
+            found, distances = answers.found, answers.distances
             if pyramid.propagates:
                 offered = ~frame.centred.ravel()
                 found, distances = propagate(target, queries, found, offered, check_cancel, PATCH)
+                answers = answers._replace(found=found, distances=distances)
         nnf, estimate = replace_patches(pyramid, k, found, distances)
     assert nnf is not None  # every level runs at least one round
     return nnf, estimate
+
+
+class Answers(NamedTuple):
+    """A round's search at a level (see search_moved)."""
+
+    queries: np.ndarray
+    """The patches answered, one per row, as they were when last searched."""
+    found: np.ndarray
+    distances: np.ndarray
+
+
+def search_moved(
+    pyramid: Pyramid,
+    k: int,
+    queries: np.ndarray,
+    last: Answers | None,
+    check_cancel: Callable[[], None],
+) -> Answers:
+    """Level ``k``'s nearest patch to each of ``queries`` and its squared distance, the
+    last round's answers (``last``) kept for the queries that have not moved by SETTLED
+    since they were searched."""
+    if last is None:
+        return Answers(queries, *pyramid.nearest(k, queries, check_cancel))
+    moved = np.flatnonzero(np.abs(queries - last.queries).max(axis=1) >= SETTLED)
+    searched, found, distances = last.queries.copy(), last.found.copy(), last.distances.copy()
+    searched[moved] = queries[moved]
+    found[moved], distances[moved] = pyramid.nearest(k, queries[moved], check_cancel, places=moved)
+    return Answers(searched, found, distances)
 
 
 def shape_rounds(

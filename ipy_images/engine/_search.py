@@ -86,9 +86,16 @@ class PatchIndex:
         return x if self._pca is None else self._pca.apply(x)
 
     def nearest(
-        self, queries: np.ndarray, check_cancel: Callable[[], None]
+        self,
+        queries: np.ndarray,
+        check_cancel: Callable[[], None],
+        *,
+        places: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The nearest key of each query (one patch per row) and its squared distance."""
+        """The nearest key of each query (one patch per row) and its squared distance.
+        ``places``, each query's place among its picture's patches (by default its row),
+        picks which of the keys indexed once answers it, so that a flat region still
+        copies a flat region patch by patch when only some of its patches are asked."""
         found = np.empty(len(queries), np.int64)
         distances = np.empty(len(queries), np.float32)
         for start in range(0, len(queries), CHUNK):
@@ -98,7 +105,8 @@ class PatchIndex:
             distances[chunk], found[chunk] = d[:, 0], i[:, 0]
         # An inverted-file search answers -1 if every probed list is empty (vanishingly rare).
         group = np.maximum(found, 0)
-        spread = np.arange(len(queries)) % self._counts[group]
+        places = np.arange(len(queries)) if places is None else places
+        spread = places % self._counts[group]
         return self._members[self._starts[group] + spread], np.maximum(distances, 0.0)
 
 
