@@ -725,6 +725,41 @@ def test_a_search_of_some_patches_answers_as_a_search_of_all() -> None:
     assert len(np.unique(found)) > len(some) // 2  # white patches answered by many members
 
 
+@pytest.mark.parametrize("picture", [_fundus, _astronaut])
+def test_a_level_searches_first_only_the_patches_unlike_those_carried_up(
+    picture: Callable[[], Image.Image],
+) -> None:
+    # Carried up a level, about two patches in three vote back their carried source patch
+    # (at 192 and 256 px); searching those again found them again. The fundus' frame: a
+    # patch carried onto it is searched, since searches do not offer it.
+    from ipy_images.engine import _gpnn
+    from ipy_images.engine._patches import extract, vote
+
+    pyramid = _gpnn.pyramid_for(pixels(picture()))
+    k = 1
+    level = pyramid.levels[k]
+    grid = level.shape[0] - _gpnn.PATCH + 1
+    rows, cols = np.divmod(np.arange(grid * grid).reshape(grid, grid), grid)
+    # A copy shifted 9 px down and right, its right half a random patch each.
+    nnf = np.minimum(rows + 9, grid - 1) * grid + np.minimum(cols + 9, grid - 1)
+    nnf[:, grid // 2 :] = np.random.default_rng(0).integers(0, grid**2, (grid, grid - grid // 2))
+    nnf = pyramid.frame(k).pin(nnf).ravel()
+    queries = extract(vote(level, nnf.reshape(grid, grid), _gpnn.PATCH), _gpnn.PATCH)
+    carried = pyramid.carried(k, nnf, queries)
+    answers = _gpnn.search_moved(pyramid, k, queries, carried, _no_cancel)
+    fresh = pyramid.nearest(k, queries, _no_cancel)
+
+    unlike = np.abs(queries - extract(level, _gpnn.PATCH)[nnf]).max(axis=1) >= _gpnn.SETTLED
+    searched = unlike | pyramid.frame(k).centred.ravel()[nnf]
+    assert 0.2 < searched.mean() < 0.8
+    np.testing.assert_array_equal(answers.found[searched], fresh[0][searched])
+    np.testing.assert_array_equal(answers.found[~searched], nnf[~searched])
+    # The round votes the picture a search of every patch votes, to a tenth of a level.
+    _, kept = _gpnn.replace_patches(pyramid, k, answers.found, answers.distances)
+    _, all_searched = _gpnn.replace_patches(pyramid, k, *fresh)
+    assert np.abs(kept - all_searched).max() < 0.1 / 255
+
+
 def _part_sizes(mask: np.ndarray) -> list[int]:
     """Sizes in pixels of the 8-connected parts of ``mask``, largest first."""
     seen = np.zeros_like(mask)

@@ -219,7 +219,9 @@ at its level searched it keeps that round's answer: rounded to 8 bits it is near
 the same patch. At the levels with several rounds most patches settle within a few
 (coffee at 144 px, the share that moved less than 0.004 since the round before: 69% in
 the second round, 89% in the third, 98% from the fifth), and a sample spent two thirds of
-its time searching. Not at the coarsest level (see refine)."""
+its time searching. A level's first round treats the patches carried up from the coarser
+level as searched (see Pyramid.carried): two in three at 192 and 256 px vote back their
+carried source patch within SETTLED. Not at the coarsest level (see refine)."""
 CACHED_SOURCES = 2
 """Pyramids (with their search indexes) kept for the next samples of the same picture."""
 
@@ -457,6 +459,18 @@ class Pyramid:
         found, distances = self._index(k, patch).nearest(queries, check_cancel, places=places)
         return self._offered(k, patch)[found], distances
 
+    def carried(self, k: int, nnf: np.ndarray, queries: np.ndarray) -> Answers:
+        """The NNF carried up to level ``k`` (``nnf``, flat) as a search's answers to
+        ``queries``, the patches of the picture it votes: each as if searched when it was
+        its carried source patch, so that the first round searches only the patches that
+        differ from theirs by SETTLED or more (see search_moved). Each keeps its distance
+        to its carried patch, as a search measures it; a patch carried onto a frame is
+        searched again, since searches do not offer it."""
+        keys = extract(self.levels[k], PATCH)[nnf]
+        distances = self._index(k, PATCH).distances(queries, keys)
+        keys[self.frame(k).centred.ravel()[nnf]] = np.inf
+        return Answers(keys, nnf, distances)
+
     def anchored(self, k: int, origins: np.ndarray, patch: int) -> np.ndarray:
         """For each ``patch``-wide patch of an image drawn at level ``k`` (``origins``:
         where each of its pixels came from in the level, a row and column each), the
@@ -637,7 +651,7 @@ def chained_start(
                 first,
                 start.pixels,
                 check_cancel,
-                coarsest=True,
+                carried=None,
                 tear=start.tear,
                 one_place=False,
                 alpha=None,
@@ -802,7 +816,7 @@ def run_levels(
             k,
             estimate,
             check_cancel,
-            coarsest=coarsest,
+            carried=None if coarsest else nnf,
             tear=start.tear,
             one_place=coarsest and exclusive and not pyramid.texture,
             alpha=alpha if size <= COMPLETE_UP_TO else None,
@@ -824,7 +838,7 @@ def refine(
     estimate: np.ndarray,
     check_cancel: Callable[[], None],
     *,
-    coarsest: bool,
+    carried: np.ndarray | None,
     tear: Tear | None,
     one_place: bool,
     alpha: float | None,
@@ -832,11 +846,14 @@ def refine(
     """The rounds at level ``k`` (see rounds) from ``estimate``: the NNF and the image.
     ``tear`` is the start's, if it was a start by seams (else None). With ``one_place``,
     the searches show each source pixel at one place (see _exclusive); with ``alpha``, they
-    favour what the estimate does not show yet; else each round after the first searches
-    only the patches that moved (see search_moved), but at the coarsest level."""
+    favour what the estimate does not show yet; else each round searches only the patches
+    that moved (see search_moved) since the last round, or in the first, from the patch
+    ``carried`` up from the coarser level (its NNF, carried to this level; None at the
+    coarsest level, where every round searches every patch)."""
     target = pyramid.levels[k]
     frame = pyramid.frame(k)
     estimate = frame.restore(estimate, target)
+    coarsest = carried is None
     nnf = None
     answers: Answers | None = None
     for done in range(rounds(target.shape[0], coarsest=coarsest, seams=tear is not None)):
@@ -851,6 +868,8 @@ def refine(
             # At the coarsest level patches keep moving (after a start by seams, 94% of
             # them change their answer each round), and the moves that follow a settle
             # there hang on its every patch: each round searches them all.
+            if answers is None and carried is not None:
+                answers = pyramid.carried(k, carried.ravel(), queries)
             answers = search_moved(pyramid, k, queries, None if coarsest else answers, check_cancel)
             found, distances = answers.found, answers.distances
             if pyramid.propagates:

@@ -82,6 +82,10 @@ class PatchIndex:
             self._index.train(unique)
         self._index.add(unique)
 
+    def distances(self, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Each query's squared distance to the key in its row, as a search measures it."""
+        return np.sum((self._project(queries) - self._project(keys)) ** 2, axis=1)
+
     def _project(self, x: np.ndarray) -> np.ndarray:
         return x if self._pca is None else self._pca.apply(x)
 
