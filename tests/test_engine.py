@@ -472,7 +472,7 @@ def test_rigid_pieces_round_a_torn_rim() -> None:
             first,
             pixels,
             _no_cancel,
-            coarsest=True,
+            carried=None,
             tear=tear,
             one_place=False,
             alpha=None,
