@@ -876,11 +876,11 @@ def refine(
             found, distances = pyramid.completing(k, extract(estimate, PATCH), alpha)
         else:
             queries = extract(estimate, PATCH)
+            if answers is None and carried is not None:
+                answers = pyramid.carried(k, carried.ravel(), queries)
             # At the coarsest level patches keep moving (after a start by seams, 94% of
             # them change their answer each round), and the moves that follow a settle
             # there hang on its every patch: each round searches them all.
-            if answers is None and carried is not None:
-                answers = pyramid.carried(k, carried.ravel(), queries)
             answers = search_moved(pyramid, k, queries, None if coarsest else answers, check_cancel)
             found, distances = answers.found, answers.distances
             if pyramid.propagates:
