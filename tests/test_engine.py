@@ -736,6 +736,28 @@ def test_a_round_searches_again_only_the_patches_that_moved() -> None:
     np.testing.assert_array_equal(third.queries[drifting], (queries + 2 * step)[drifting])
 
 
+def test_patches_are_gathered_and_compared_as_from_all_of_them() -> None:
+    # The rounds gather the carried source patches and find the ones that moved without
+    # extracting or differencing every patch at once; the answers must be the same.
+    from ipy_images.engine._patches import COMPARED_ROWS, changed_rows, extract, patches_at
+
+    image = pixels(_astronaut())[:80, :90]
+    every = extract(image, 7)
+    assert len(every) > 2 * COMPARED_ROWS and len(every) % COMPARED_ROWS  # a partial block
+    origins = np.random.default_rng(0).integers(0, len(every), 5000)
+    np.testing.assert_array_equal(patches_at(image, origins, 7), every[origins])
+    assert patches_at(image, origins[:0], 7).shape == (0, every.shape[1])
+
+    moved = every.copy()
+    moved[::5, 3] += 0.004  # over the tolerance in one value
+    moved[1::5, 100] -= 0.001  # under it
+    moved[2::5, -1] += 0.002  # at it
+    expected = np.flatnonzero(np.abs(moved - every).max(axis=1) >= 0.002)
+    np.testing.assert_array_equal(changed_rows(moved, every, 0.002), expected)
+    assert set(range(0, len(every), 5)) <= set(expected)
+    assert not set(range(1, len(every), 5)) & set(expected)
+
+
 def test_a_search_of_some_patches_answers_as_a_search_of_all() -> None:
     # A flat region's patches are one key, handed out by each patch's place, so that a
     # flat region copies a flat region patch by patch: asking some patches (the ones that

@@ -66,7 +66,16 @@ import numpy as np
 
 from ._exclusive import exclusive_nearest, is_texture
 from ._frame import FROM_SIZE, LevelFrame, frame_of
-from ._patches import align_border, extract, resize, upsample_nnf, vote, window_mean
+from ._patches import (
+    align_border,
+    changed_rows,
+    extract,
+    patches_at,
+    resize,
+    upsample_nnf,
+    vote,
+    window_mean,
+)
 from ._propagate import propagate
 from ._seams import APART, draw_moves, pixels_of, recompose, torn_outlines
 from ._search import PatchIndex, completing_nearest, nearest_among
@@ -476,7 +485,7 @@ class Pyramid:
         differ from theirs by SETTLED or more (see search_moved). Each keeps its distance
         to its carried patch, as a search measures it; a patch carried onto a frame is
         searched again, since searches do not offer it."""
-        keys = extract(self.levels[k], PATCH)[nnf]
+        keys = patches_at(self.levels[k], nnf, PATCH)
         distances = self._index(k, PATCH).distances(queries, keys)
         keys[self.frame(k).centred.ravel()[nnf]] = np.inf
         return Answers(keys, nnf, distances)
@@ -913,10 +922,11 @@ def search_moved(
     since they were searched."""
     if last is None:
         return Answers(queries, *pyramid.nearest(k, queries, check_cancel))
-    moved = np.flatnonzero(np.abs(queries - last.queries).max(axis=1) >= SETTLED)
+    moved = changed_rows(queries, last.queries, SETTLED)
     searched, found, distances = last.queries.copy(), last.found.copy(), last.distances.copy()
-    searched[moved] = queries[moved]
-    found[moved], distances[moved] = pyramid.nearest(k, queries[moved], check_cancel, places=moved)
+    fresh = queries[moved]
+    searched[moved] = fresh
+    found[moved], distances[moved] = pyramid.nearest(k, fresh, check_cancel, places=moved)
     return Answers(searched, found, distances)
 
 

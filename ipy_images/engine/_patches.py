@@ -1,5 +1,5 @@
-"""Image and patch primitives of the engine: resizing, patch extraction, patch voting,
-window means.
+"""Image and patch primitives of the engine: resizing, patch extraction and comparison,
+patch voting, window means.
 
 Images are float32 arrays of shape (height, width, 3) with values in [0, 1]. A patch is
 named by its top-left pixel; a nearest-neighbour field (NNF) gives, for each output patch,
@@ -13,6 +13,9 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
+
+COMPARED_ROWS = 2048
+"""Rows changed_rows compares at a time (2,048 patches of 7x7x3 values: 1.2 MB)."""
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -31,6 +34,31 @@ def extract(image: np.ndarray, patch: int) -> np.ndarray:
     """All ``patch`` x ``patch`` patches, one row each (row-major by origin), as float32."""
     windows = sliding_window_view(image, (patch, patch), axis=(0, 1))
     return np.ascontiguousarray(windows.reshape(-1, image.shape[2] * patch * patch))
+
+
+def patches_at(image: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarray:
+    """The ``patch`` x ``patch`` patches of ``image`` named by ``origins`` (row-major
+    indexes, as an NNF gives them), one row each, as extract lays them out: gathered
+    directly, not picked from all of them (at 256 px, all 62,500 patches are 37 MB)."""
+    rows, columns = np.divmod(origins, image.shape[1] - patch + 1)
+    windows = sliding_window_view(image, (patch, patch), axis=(0, 1))
+    return windows[rows, columns].reshape(len(origins), image.shape[2] * patch * patch)
+
+
+def changed_rows(rows: np.ndarray, before: np.ndarray, tolerance: float) -> np.ndarray:
+    """The indexes of the ``rows`` (one patch each) that differ from their counterparts in
+    ``before`` by ``tolerance`` or more in any value. Compared a block of rows at a time,
+    which stays in the processor's cache: at once, 256 px's 62,500 patches took about
+    twice as long, most of it writing and reading two arrays of their size."""
+    largest = np.empty(len(rows), rows.dtype)
+    block = np.empty((min(COMPARED_ROWS, len(rows)), rows.shape[1]), rows.dtype)
+    for start in range(0, len(rows), COMPARED_ROWS):
+        span = slice(start, start + COMPARED_ROWS)
+        difference = block[: len(rows[span])]
+        np.subtract(rows[span], before[span], out=difference)
+        np.abs(difference, out=difference)
+        difference.max(axis=1, out=largest[span])
+    return np.flatnonzero(largest >= tolerance)
 
 
 def vote(
