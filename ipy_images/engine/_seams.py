@@ -131,8 +131,10 @@ def recompose(
     # on the picture, once: measured again after each seam, the smooth band that seams
     # inserted side by side leave in a picture of detail counted as plain, and the
     # astronaut's samples changed (a badge drawn twice, a neck ring doubled).
-    detail = contrast(image[None], np.array([width]))[0]
-    turn = turns(detail) if straight else np.zeros_like(detail)
+    if straight:
+        turn = turns(contrast(image[None], np.array([width])))[0]
+    else:
+        turn = np.zeros((height, width), np.float32)
     tracked = np.repeat(np.dstack([image, turn, rows, columns])[None], drafts, axis=0)
     tracked = move_sideways(tracked, shares, profiles[:, 0], apart)
     tracked = move_sideways(tracked.transpose(0, 2, 1, 3), DOWN * shares, profiles[:, 1], apart)
