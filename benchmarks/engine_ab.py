@@ -194,14 +194,9 @@ def base_engine(parser: argparse.ArgumentParser, base: str, folder: Path) -> Dra
     return draw
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="HEAD", help="git revision to compare against")
-    parser.add_argument("--photos", default=",".join(PHOTOS), help="comma-separated photos")
-    parser.add_argument("--seeds", type=seeds, default=seeds("0-3"), help="e.g. 0-3 or 0,4")
-    parser.add_argument("--diversity", type=float, default=1.0)
-    parser.add_argument("--sheets", type=Path, help="directory for NAME-ab.png")
-    args = parser.parse_args()
+def checkout_engine(parser: argparse.ArgumentParser) -> Draw:
+    """``generate_variation`` of this checkout's engine; a usage error if ``ipy_images`` is
+    imported from elsewhere (an installed copy)."""
     import ipy_images.engine
 
     root = Path(__file__).resolve().parent.parent
@@ -211,18 +206,41 @@ def main() -> None:
             f"ipy_images is imported from {imported}, not from this checkout:"
             f" run with PYTHONPATH={root}"
         )
+    draw: Draw = ipy_images.engine.generate_variation
+    return draw
+
+
+def photo_names(
+    parser: argparse.ArgumentParser, text: str, photos: dict[str, Image.Image]
+) -> list[str]:
+    """The comma-separated names in ``text``; a usage error names any not in ``photos``."""
+    names = text.split(",")
+    if unknown := [name for name in names if name not in photos]:
+        parser.error(f"unknown photos {', '.join(unknown)}; choose from {', '.join(photos)}")
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="HEAD", help="git revision to compare against")
+    parser.add_argument("--photos", default=",".join(PHOTOS), help="comma-separated photos")
+    parser.add_argument("--seeds", type=seeds, default=seeds("0-3"), help="e.g. 0-3 or 0,4")
+    parser.add_argument("--diversity", type=float, default=1.0)
+    parser.add_argument("--sheets", type=Path, help="directory for NAME-ab.png")
+    args = parser.parse_args()
+    checkout = checkout_engine(parser)
+    import ipy_images.engine
+
     if not 0 < args.diversity <= ipy_images.engine.MAX_DIVERSITY:
         parser.error(f"--diversity must be in (0, {ipy_images.engine.MAX_DIVERSITY:g}]")
     photos = pictures()
-    names = args.photos.split(",")
-    if unknown := [name for name in names if name not in photos]:
-        parser.error(f"unknown photos {', '.join(unknown)}; choose from {', '.join(photos)}")
+    names = photo_names(parser, args.photos, photos)
 
     faiss.omp_set_num_threads(2)  # the measures' exact searches; the engines set their own
     with tempfile.TemporaryDirectory(prefix="base_engine_") as folder:
         engines: dict[str, Draw] = {
             "base": base_engine(parser, args.base, Path(folder)),
-            "checkout": ipy_images.engine.generate_variation,
+            "checkout": checkout,
         }
         header = "".join(f" {title:>7}" for title in COLUMNS)
         print(
