@@ -273,6 +273,10 @@ class Settings:
     for a single move: marked in each of the chained moves too, more of each settle was put
     back rigidly, and chelsea's samples varied less at 3 than at 2 (seeds 0-7: 0.692 at 2,
     0.676 at 3; unmarked, 0.673 and 0.696)."""
+    straight: bool = False
+    """Whether seams keep straight through plain regions (see _seams.TURN). Only for a single
+    move, as ``shears``: kept straight in the chained moves too, chelsea's samples varied
+    less at 3 than at 2 (means over seeds 0-3: 0.690 and 0.684)."""
 
     @classmethod
     def for_diversity(cls, diversity: float, *, sparse: bool, texture: bool) -> Settings:
@@ -352,6 +356,7 @@ class Settings:
                 flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
                 apart=APART if diversity >= APART_FROM else 0.0,
                 shears=moves == 1,
+                straight=moves == 1,
             )
         return cls(
             noise=NOISE * diversity ** (1.0 if sparse else 1.5),
@@ -659,7 +664,14 @@ def chained_start(
     came_from = np.moveaxis(np.indices((side, side), np.float32), 0, -1)
     for move in range(settings.moves):
         draft = seams_start(
-            pyramid, first, picture, settings.seams, rng, check_cancel, apart=settings.apart
+            pyramid,
+            first,
+            picture,
+            settings.seams,
+            rng,
+            check_cancel,
+            apart=settings.apart,
+            straight=settings.straight,
         )
         origins = came_from[pixels_of(draft.origins, side)]
         near = near_tears(picture, draft.origins, shears=settings.shears)
@@ -728,9 +740,11 @@ def seams_start(
     check_cancel: Callable[[], None],
     *,
     apart: float,
+    straight: bool,
 ) -> Draft:
     """``picture`` (level ``first`` or one settled from it) with its parts moved along
-    ``share`` of its side in seams (see _seams; ``apart``, see _seams.APART): of DRAFTS
+    ``share`` of its side in seams (see _seams; ``apart``, see _seams.APART; ``straight``,
+    see _seams.TURN): of DRAFTS
     such drafts, scored by how near their worst-matched patches (DRAFT_QUANTILE) lie to the
     source's, the one whose detail moved furthest among those scored within UNSEEN, else
     the best scored. Where a draft stretched an edge or a face, its patches match badly
@@ -747,7 +761,8 @@ def seams_start(
     grid = pyramid.levels[first].shape[0] - PATCH + 1
     counted = ~pyramid.frame(first).centred.ravel()
     drafts = []
-    for pixels, moved, origins in recompose(picture, *draw_moves(share, DRAFTS, rng), apart=apart):
+    moves = draw_moves(share, DRAFTS, rng)
+    for pixels, moved, origins in recompose(picture, *moves, apart=apart, straight=straight):
         check_cancel()
         found, distances = pyramid.nearest(first, extract(pixels, PATCH), check_cancel)
         mismatch = float(np.quantile(distances, DRAFT_QUANTILE))

@@ -5,12 +5,13 @@ the path of least contrast, so the parts on either side close up without being c
 a number of seams are removed where a random smooth profile across the picture is low,
 and as many inserted (each a blend of the two columns it sits between) where it is high,
 sideways and then, fewer, up and down: the parts in between move by up to that many
-pixels, a face or a cup stays whole, and nothing is shown twice. The patch search of the
-finer levels then redraws the seams' surroundings from the source's own patches. Each
-start also says how far its detail moved, so that of several the one that changed the
-picture most can be kept (see _gpnn.seams_start), and where each pixel came from, so that
-where a seam tore an outline (see torn_outlines) the outline can be put back from rigid
-pieces of the place it was torn from (see _gpnn.TORN_PATCH).
+pixels, a face or a cup stays whole, and nothing is shown twice. Through plain regions (a
+sky) a seam keeps straight (see TURN), so a thin thing standing there is passed beside, not
+leaned. The patch search of the finer levels then redraws the seams' surroundings from the
+source's own patches. Each start also says how far its detail moved, so that of several
+the one that changed the picture most can be kept (see _gpnn.seams_start), and where each
+pixel came from, so that where a seam tore an outline (see torn_outlines) the outline can
+be put back from rigid pieces of the place it was torn from (see _gpnn.TORN_PATCH).
 
 This is the start from diversity 1 up in a picture with a layout, from 2 up repeated (see
 _gpnn.Settings.for_diversity and chained_start); re-composing from the coarsest level
@@ -55,6 +56,31 @@ the pull, 1.15). At 1, where the cup grows once (1.11 times), it is not used: th
 seams it sends through the cup narrowed its middle into a V, a pointed rim in about 6 of
 16 samples (coffee's worst-patch figure 19 -> 29 x1e5), and the astronaut's samples
 varied less (0.478 -> 0.403)."""
+PLAIN = 0.15
+"""A pixel is plain where the contrast around it (see contrast and turns: summed over four
+neighbours and three channels; this is about 3 levels of 255 to each neighbour) is below
+this: at 61 px 0.64 of rocket's pixels (its sky and most of its towers), 0.007 of coffee's,
+0.009 of chelsea's, none of the astronaut's or immunohistochemistry's. At 0.2 coffee's
+saucer counted as plain too, and its samples changed for the worse (coarse completeness
+147 -> 171 x1e5, the rims 1.14 times as wide as the input's, against 1.12)."""
+TURN = 0.5
+"""The cost of a seam's step sideways onto a plain pixel (PLAIN), in contrast units. In a plain
+region nothing else steers a seam: it wandered across rocket's sky from where the random
+profile pulled it to the cheapest way through the lit ground below, crossing a tower at a
+slant on the way, and each seam leaned the tower by a pixel, which the rounds rebuilt as a
+tower broken in two (10 of 16 samples at diversity 1, seeds 0-3, by eye; with TURN 5 of
+16). Where the picture has detail, the contrast steers the seams as before. Charged on
+every pixel (in proportion to the picture's mean contrast), it made coffee's cups boxy and
+stretched its saucer into bands at the border; see docs/engine, "Seams kept straight
+through plain regions"."""
+PLAIN_REGION = 0.1
+"""Seams keep straight only in a picture with at least this share of plain pixels (PLAIN):
+rocket's 0.64 at 61 px, a sky. Coffee's 0.007 (a few pixels of crema) are no region to
+keep straight through: the turns there only changed which way a few seams stepped round
+them, and its samples came out as other draws, no better (by eye, about as many pointed
+rims and saucer drips; benchmarks/rims.py, 2.62 -> 2.60 px from an ellipse at seeds 0-3,
+3.13 -> 3.27 at 4-7), with their repeats and redraws reshuffled (see docs/engine, "Seams
+kept straight through a sky")."""
 KNOTS = 4
 """The profile is drawn at KNOTS evenly spaced points across the picture and interpolated."""
 OUTLINE = 0.85
@@ -85,7 +111,12 @@ class Moved(NamedTuple):
 
 
 def recompose(
-    image: np.ndarray, shares: np.ndarray, profiles: np.ndarray, *, apart: float = 0.0
+    image: np.ndarray,
+    shares: np.ndarray,
+    profiles: np.ndarray,
+    *,
+    apart: float = 0.0,
+    straight: bool = False,
 ) -> list[Moved]:
     """Drafts of ``image`` (square, float RGB), one per share in ``shares``: its parts moved
     sideways along that share of its side in seams, then up or down along DOWN times as
@@ -93,7 +124,8 @@ def recompose(
     low; each with how far its detail moved on average, in pixels (each pixel's move
     weighted by its contrast, since a plain sky moved shows no change), and where each of
     its pixels came from. ``apart`` (times the pull) keeps the removed seams apart from each
-    other, as BESIDE does the inserted ones (see APART).
+    other, as BESIDE does the inserted ones (see APART); with ``straight`` they keep
+    straight through the picture's plain regions (see TURN).
 
     The drafts are carved together, one seam of each per step: finding a seam is a loop
     over rows of small array operations, which over a stack of drafts costs little more
@@ -102,15 +134,23 @@ def recompose(
     drafts = len(shares)
     height, width = image.shape[:2]
     rows, columns = np.mgrid[:height, :width].astype(np.float32)
-    # The pixels' coordinates travel as two more channels, so the moves carry them along.
-    tracked = np.repeat(np.dstack([image, rows, columns])[None], drafts, axis=0)
+    # What a step sideways onto each pixel costs (see turns) and the pixels' coordinates
+    # travel as three more channels, so the moves carry them along. The turns are measured
+    # on the picture, once: measured again after each seam, the smooth band that seams
+    # inserted side by side leave in a picture of detail counted as plain, and the
+    # astronaut's samples changed (a badge drawn twice, a neck ring doubled).
+    if straight:
+        turn = turns(contrast(image[None], np.array([width])))[0]
+    else:
+        turn = np.zeros((height, width), np.float32)
+    tracked = np.repeat(np.dstack([image, turn, rows, columns])[None], drafts, axis=0)
     tracked = move_sideways(tracked, shares, profiles[:, 0], apart)
     tracked = move_sideways(tracked.transpose(0, 2, 1, 3), DOWN * shares, profiles[:, 1], apart)
     tracked = tracked.transpose(0, 2, 1, 3)
-    moved = np.hypot(tracked[..., 3] - rows, tracked[..., 4] - columns)
+    moved = np.hypot(tracked[..., 4] - rows, tracked[..., 5] - columns)
     weight = contrast(tracked[..., :3], np.full(drafts, width))
     return [
-        Moved(pixels[..., :3], float((m * w).sum() / (w.sum() + 1e-6)), pixels[..., 3:5])
+        Moved(pixels[..., :3], float((m * w).sum() / (w.sum() + 1e-6)), pixels[..., 4:6])
         for pixels, m, w in zip(tracked, moved, weight, strict=True)
     ]
 
@@ -151,14 +191,18 @@ def pixels_of(origins: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, columns
 
 
+TURN_AT = 3
+"""The channel of a stack of drafts (see move_sideways) that holds each pixel's turn."""
+
+
 def move_sideways(
     images: np.ndarray, shares: np.ndarray, profiles: np.ndarray, apart: float
 ) -> np.ndarray:
     """``images`` (a stack of drafts) each with seams (its share of the width) removed where
     its random profile (drawn at KNOTS points across) is low, ``apart`` times the pull
     dearer beside each one removed, and as many inserted where it is high, apart (BESIDE).
-    The seams follow the contrast of the first three channels (RGB); any further ones are
-    carried along.
+    The seams follow the contrast of the first three channels (RGB) and, where they step
+    sideways, the turn in the fourth (see turns); any further ones are carried along.
 
     The stack keeps its width: a draft narrowed by its seams is padded on the right (the
     seams keep out of the padding) until as many have been inserted."""
@@ -191,7 +235,7 @@ def move_sideways(
             + pull * stack[..., low_at]
             + apart_from * stack[..., taken_at]
         )
-        path = cheapest_seam(energy, widths)
+        path = cheapest_seam(energy, stack[..., TURN_AT], widths)
         carving = step < counts
         stack = _remove(stack, path, carving)
         widths -= carving
@@ -207,7 +251,7 @@ def move_sideways(
             + pull * (1.0 - stack[..., low_at])
             + beside * stack[..., taken_at]
         )
-        path = cheapest_seam(energy, widths)
+        path = cheapest_seam(energy, stack[..., TURN_AT], widths)
         carving = step < counts
         stack = _insert(stack, path, carving, widths, blended=channels)
         widths += carving
@@ -252,10 +296,23 @@ def _differences(channels: list[np.ndarray], axis: int) -> np.ndarray:
     return total
 
 
-def cheapest_seam(energy: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def turns(detail: np.ndarray) -> np.ndarray:
+    """What a seam's step sideways onto each pixel costs, given their ``detail`` (contrast):
+    TURN on the plain ones (PLAIN), nothing elsewhere; nothing at all in a picture with few
+    plain pixels (PLAIN_REGION)."""
+    # Averaged once more over the same square, so a plain region is plain a few pixels round
+    # too: a sky, with a faint tower standing in it, is; a crema ringed by a cup's rim is not.
+    plain = window_mean(detail, 2 * SPREAD + 1) < PLAIN
+    if plain.mean() < PLAIN_REGION:
+        return np.zeros(detail.shape, np.float32)
+    return np.where(plain, np.float32(TURN), np.float32(0.0))
+
+
+def cheapest_seam(energy: np.ndarray, turn: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """In each of a stack of drafts, the top-to-bottom path (one column per row, moving at
-    most one column per row) of least total energy within its first ``widths`` columns, as
-    its column in each row (of equal totals, the leftmost step)."""
+    most one column per row) of least total cost within its first ``widths`` columns, as
+    its column in each row (of equal totals, the leftmost step): the ``energy`` of the
+    pixels it passes plus the ``turn`` of each pixel it steps sideways onto."""
     drafts, height, width = energy.shape
     # Totals padded with infinite columns, so the three steps are slices and no path leaves
     # the picture.
@@ -264,14 +321,18 @@ def cheapest_seam(energy: np.ndarray, widths: np.ndarray) -> np.ndarray:
     total[..., 1:-1] = np.where(inside, energy, np.inf)
     for row in range(1, height):
         above = total[:, row - 1]
-        total[:, row, 1:-1] += np.minimum(np.minimum(above[:, :-2], above[:, 1:-1]), above[:, 2:])
-    # Back up the rows, each time to the least of the three totals above (the first, so the
-    # leftmost, of equals): fewer and smaller operations than noting every pixel's step.
+        sideways = np.minimum(above[:, :-2], above[:, 2:]) + turn[:, row]
+        total[:, row, 1:-1] += np.minimum(sideways, above[:, 1:-1])
+    # Back up the rows, each time to the least of the three totals above, those sideways
+    # with their turn (the first, so the leftmost, of equals): fewer and smaller operations
+    # than noting every pixel's step.
     each = np.arange(drafts)[:, None]
+    aside = np.array([1.0, 0.0, 1.0])  # which of the three steps go sideways
     path = np.empty((drafts, height), np.int64)
     path[:, -1] = total[:, -1, 1:-1].argmin(axis=1)
     for row in range(height - 1, 0, -1):
-        steps = total[each, row - 1, path[:, row, None] + np.arange(3)].argmin(axis=1)
+        ahead = total[each, row - 1, path[:, row, None] + np.arange(3)]
+        steps = (ahead + turn[each, row, path[:, row, None]] * aside).argmin(axis=1)
         path[:, row - 1] = path[:, row] + steps - 1
     return path
 
