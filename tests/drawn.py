@@ -1,6 +1,7 @@
 """Pictures drawn in code: the low-detail inputs whose cost issue 13 bounds (a photo's
-time at most twice), used by the engine's tests and by benchmarks/engine_cost.py, and a
-dense texture (pebbles), also varied by benchmarks/engine_ab.py."""
+time at most twice), used by the engine's tests and by benchmarks/engine_cost.py, a
+dense texture (pebbles), also varied by benchmarks/engine_ab.py, and thin uprights in a
+sky (launch_pad)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ def noise() -> Image.Image:
     """Uniform random colours: no two patches alike."""
     pixels = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     return Image.fromarray(pixels, mode="RGB")
+
+
+def launch_pad() -> Image.Image:
+    """Two thin uprights (a rocket's towers) in a plain evening sky, on a ground of detail."""
+    rows = np.arange(256, dtype=np.float32)[:, None, None]
+    pixels = np.broadcast_to(np.float32([25, 40, 90]) + 0.15 * rows, (256, 256, 3)).copy()
+    pixels[206:] = np.random.default_rng(0).integers(0, 160, (50, 256, 3))
+    pixels[30:206, 70:73] = UPRIGHT
+    pixels[60:206, 180:183] = UPRIGHT
+    return Image.fromarray(np.uint8(pixels))
+
+
+UPRIGHT = (200, 90, 60)
+"""launch_pad's uprights' colour."""
 
 
 def pebbles() -> Image.Image:

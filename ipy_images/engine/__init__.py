@@ -54,7 +54,10 @@ def generate_variation(
 
     ``diversity`` in (0, 4] sets how far the picture departs from the input. Below 1 the
     layout is kept: the input is warped smoothly by a few pixels (about 2% of the side at
-    0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole.
+    0.5) and redrawn from its own patches, so shapes shift slightly and faces stay whole;
+    in a picture with a plain region (a sky) its parts are moved a little along seams
+    instead (a tenth of the side at 0.5), so that thin things standing there (towers, a
+    rocket) stay upright and whole.
     From 1 (the default) up, a picture with a layout has its parts moved apart or together
     along seams of least detail: the same subject, whole and once, in a new arrangement,
     with a shape widened or narrowed (a cup's rim may come out wavy); where the picture has

@@ -2,12 +2,13 @@
 
 The source is turned into a pyramid (ratio 0.75). The coarsest level starts from a
 re-composed copy of the source: mirrored at random, warped by a smooth random field, plus
-noise (below diversity 1, a middle level starts from the source gently warped instead; see
-Settings). Then, level by level towards the finest, every 7x7 patch of the current estimate
-is replaced by its nearest source patch and overlapping patches are averaged, weighted by
-how well each one matched, a few times per level. The coarse levels decide the arrangement,
-the fine levels restore sharp detail, so every output patch comes from the source
-(coherence) while the layout is new (diversity).
+noise (below diversity 1, a middle level starts from the source gently warped instead, or
+in a picture with a sky moved a little along seams; see Settings). Then, level by level
+towards the finest, every 7x7 patch of the current estimate is replaced by its nearest
+source patch and overlapping patches are averaged, weighted by how well each one matched,
+a few times per level. The coarse levels decide the arrangement, the fine levels restore
+sharp detail, so every output patch comes from the source (coherence) while the layout
+is new (diversity).
 
 From diversity 1 up, a picture with a layout (neither a texture nor a sparse field)
 starts at a middle level (61 px) from the source with its parts moved apart or together
@@ -77,7 +78,7 @@ from ._patches import (
     window_mean,
 )
 from ._propagate import propagate
-from ._seams import APART, draw_moves, pixels_of, recompose, torn_outlines
+from ._seams import APART, draw_moves, has_plain_region, pixels_of, recompose, torn_outlines
 from ._search import PatchIndex, completing_nearest, nearest_among
 
 PATCH = 7
@@ -274,12 +275,15 @@ class Settings:
     back rigidly, and chelsea's samples varied less at 3 than at 2 (seeds 0-7: 0.692 at 2,
     0.676 at 3; unmarked, 0.673 and 0.696)."""
     straight: bool = False
-    """Whether seams keep straight through plain regions (see _seams.TURN). Only for a single
-    move, as ``shears``: kept straight in the chained moves too, chelsea's samples varied
-    less at 3 than at 2 (means over seeds 0-3: 0.690 and 0.684)."""
+    """Whether seams keep straight through plain regions (see _seams.TURN): only in a
+    picture with a plain region (see _seams.PLAIN_REGION), and only for a single move, as
+    ``shears``: kept straight in the chained moves too, chelsea's samples varied less at 3
+    than at 2 (means over seeds 0-3: 0.690 and 0.684)."""
 
     @classmethod
-    def for_diversity(cls, diversity: float, *, sparse: bool, texture: bool) -> Settings:
+    def for_diversity(
+        cls, diversity: float, *, sparse: bool, texture: bool, plain: bool
+    ) -> Settings:
         """Two regimes, so that a value below 1 changes less than the default.
 
         Below 1, a gentle variation: the source, smoothly warped by a few pixels, is the
@@ -287,7 +291,13 @@ class Settings:
         where the warp put it, so the layout stays and shapes shift a little; a near-copy
         is what was asked for. (A coarse start with little noise does not do this: the
         search falls back to an exact copy, and the re-draws that followed made 0.5 vary
-        as much as 1 or more on 3 of the 7 benchmark photos.)
+        as much as 1 or more on 3 of the 7 benchmark photos.) In a picture with a ``plain``
+        region (a sky, see _seams.PLAIN_REGION) the start below 1 is by seams instead, kept
+        straight there, their share in proportion to diversity: the warp bent what stands
+        in the sky, and the rounds redrew rocket's towers or body broken in 5 of 16 samples
+        at 0.5 (seeds 0-3, by eye), where seams moved them whole in 15. In a picture of
+        detail seams at 0.5 varied the samples about as much as at 1 (the astronaut 0.474
+        against 0.485, coffee 0.360 against 0.426), so the warp stays.
 
         From 1 up, a picture with a layout (neither ``texture`` nor ``sparse``) starts at a
         middle level from the source with its parts moved along seams (see _seams): one
@@ -330,7 +340,25 @@ class Settings:
         and most vessels. In other pictures the same pull forces rare parts (a cup's
         handle, the lights, a face) into places they do not fit, as smears.
         """
-        if diversity < 1:
+        layout, gentle = not (sparse or texture), diversity < 1
+        if layout and (plain or not gentle):
+            moves = max(1, math.floor(diversity))
+            return cls(
+                noise=0.0,
+                warp=0.0,
+                mirror=0.0,
+                coarsest=SEAMS_COARSEST,
+                copy_limit=None if gentle else COPY_LIMIT,
+                exclusive=False,
+                alpha=None,
+                seams=SEAMS * diversity / moves,
+                moves=moves,
+                flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
+                apart=APART if diversity >= APART_FROM else 0.0,
+                shears=moves == 1,
+                straight=plain and moves == 1,
+            )
+        if gentle:
             return cls(
                 noise=0.0,
                 warp=GENTLE_WARP * diversity,
@@ -340,23 +368,6 @@ class Settings:
                 exclusive=False,
                 alpha=None,
                 warp_grid=GENTLE_WARP_GRID,
-            )
-        if not (sparse or texture):
-            moves = math.floor(diversity)
-            return cls(
-                noise=0.0,
-                warp=0.0,
-                mirror=0.0,
-                coarsest=SEAMS_COARSEST,
-                copy_limit=COPY_LIMIT,
-                exclusive=False,
-                alpha=None,
-                seams=SEAMS * diversity / moves,
-                moves=moves,
-                flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
-                apart=APART if diversity >= APART_FROM else 0.0,
-                shears=moves == 1,
-                straight=moves == 1,
             )
         return cls(
             noise=NOISE * diversity ** (1.0 if sparse else 1.5),
@@ -452,6 +463,9 @@ class Pyramid:
         """Whether above diversity 1 the coarse searches favour what the estimate does not show
         yet (see COMPLETE_UP_TO), with the gentler start (see Settings.for_diversity): a
         sparse texture, or a sparse field inside a frame."""
+        self.plain = has_plain_region(self.levels[depth(size, SEAMS_COARSEST)])
+        """Whether the picture has a plain region, a sky (see _seams.PLAIN_REGION): there the
+        seams keep straight, and below diversity 1 they move it (see Settings.for_diversity)."""
         self._frame = frame
         self._frames: dict[tuple[int, int], LevelFrame] = {}
         self._indexes: dict[tuple[int, int], PatchIndex] = {}
@@ -586,7 +600,9 @@ def synthesize(
     from it as ``diversity`` asks (see Settings.for_diversity); ``place`` counts the
     samples of a request (seed + index), so that a share of them is mirrored."""
     pyramid = pyramid_for(source)
-    settings = Settings.for_diversity(diversity, sparse=pyramid.completes, texture=pyramid.texture)
+    settings = Settings.for_diversity(
+        diversity, sparse=pyramid.completes, texture=pyramid.texture, plain=pyramid.plain
+    )
     every = settings.flip_every
     mirrored = every is not None and place % every == every - 1
     first = depth(source.shape[0], settings.coarsest)

@@ -57,7 +57,7 @@ seams it sends through the cup narrowed its middle into a V, a pointed rim in ab
 16 samples (coffee's worst-patch figure 19 -> 29 x1e5), and the astronaut's samples
 varied less (0.478 -> 0.403)."""
 PLAIN = 0.15
-"""A pixel is plain where the contrast around it (see contrast and turns: summed over four
+"""A pixel is plain where the contrast around it (see contrast and plain: summed over four
 neighbours and three channels; this is about 3 levels of 255 to each neighbour) is below
 this: at 61 px 0.64 of rocket's pixels (its sky and most of its towers), 0.007 of coffee's,
 0.009 of chelsea's, none of the astronaut's or immunohistochemistry's. At 0.2 coffee's
@@ -74,13 +74,15 @@ every pixel (in proportion to the picture's mean contrast), it made coffee's cup
 stretched its saucer into bands at the border; see docs/engine, "Seams kept straight
 through plain regions"."""
 PLAIN_REGION = 0.1
-"""Seams keep straight only in a picture with at least this share of plain pixels (PLAIN):
-rocket's 0.64 at 61 px, a sky. Coffee's 0.007 (a few pixels of crema) are no region to
-keep straight through: the turns there only changed which way a few seams stepped round
-them, and its samples came out as other draws, no better (by eye, about as many pointed
-rims and saucer drips; benchmarks/rims.py, 2.62 -> 2.60 px from an ellipse at seeds 0-3,
-3.13 -> 3.27 at 4-7), with their repeats and redraws reshuffled (see docs/engine, "Seams
-kept straight through a sky")."""
+"""A picture has a plain region (a sky) when at least this share of its pixels is plain
+(PLAIN) at the level a start by seams is at: rocket's 0.64 at 61 px. Coffee's 0.007 (a
+few pixels of crema) are none. Only such a picture keeps its seams straight, and below
+diversity 1 is moved along them (see _gpnn.Settings.for_diversity): in coffee the turns
+only changed which way a few seams stepped round those pixels, and its samples came out
+as other draws, no better (by eye, about as many pointed rims and saucer drips;
+benchmarks/rims.py, 2.62 -> 2.60 px from an ellipse at seeds 0-3, 3.13 -> 3.27 at 4-7),
+with their repeats and redraws reshuffled (see docs/engine, "Seams kept straight through
+a sky")."""
 KNOTS = 4
 """The profile is drawn at KNOTS evenly spaced points across the picture and interpolated."""
 OUTLINE = 0.85
@@ -134,13 +136,13 @@ def recompose(
     drafts = len(shares)
     height, width = image.shape[:2]
     rows, columns = np.mgrid[:height, :width].astype(np.float32)
-    # What a step sideways onto each pixel costs (see turns) and the pixels' coordinates
-    # travel as three more channels, so the moves carry them along. The turns are measured
-    # on the picture, once: measured again after each seam, the smooth band that seams
-    # inserted side by side leave in a picture of detail counted as plain, and the
-    # astronaut's samples changed (a badge drawn twice, a neck ring doubled).
+    # What a step sideways onto each pixel costs (TURN on the plain ones) and the pixels'
+    # coordinates travel as three more channels, so the moves carry them along. The plain
+    # pixels are measured on the picture, once: measured again after each seam, the smooth
+    # band that seams inserted side by side leave in a picture of detail counted as plain,
+    # and the astronaut's samples changed (a badge drawn twice, a neck ring doubled).
     if straight:
-        turn = turns(contrast(image[None], np.array([width])))[0]
+        turn = np.where(plain(image), np.float32(TURN), np.float32(0.0))
     else:
         turn = np.zeros((height, width), np.float32)
     tracked = np.repeat(np.dstack([image, turn, rows, columns])[None], drafts, axis=0)
@@ -202,7 +204,7 @@ def move_sideways(
     its random profile (drawn at KNOTS points across) is low, ``apart`` times the pull
     dearer beside each one removed, and as many inserted where it is high, apart (BESIDE).
     The seams follow the contrast of the first three channels (RGB) and, where they step
-    sideways, the turn in the fourth (see turns); any further ones are carried along.
+    sideways, the turn in the fourth (see recompose); any further ones are carried along.
 
     The stack keeps its width: a draft narrowed by its seams is padded on the right (the
     seams keep out of the padding) until as many have been inserted."""
@@ -296,16 +298,19 @@ def _differences(channels: list[np.ndarray], axis: int) -> np.ndarray:
     return total
 
 
-def turns(detail: np.ndarray) -> np.ndarray:
-    """What a seam's step sideways onto each pixel costs, given their ``detail`` (contrast):
-    TURN on the plain ones (PLAIN), nothing elsewhere; nothing at all in a picture with few
-    plain pixels (PLAIN_REGION)."""
+def plain(picture: np.ndarray) -> np.ndarray:
+    """Which pixels of ``picture`` (float RGB) are plain (PLAIN): those with little contrast
+    (see contrast) a few pixels round."""
+    detail = contrast(picture[None], np.array([picture.shape[1]]))[0]
     # Averaged once more over the same square, so a plain region is plain a few pixels round
     # too: a sky, with a faint tower standing in it, is; a crema ringed by a cup's rim is not.
-    plain = window_mean(detail, 2 * SPREAD + 1) < PLAIN
-    if plain.mean() < PLAIN_REGION:
-        return np.zeros(detail.shape, np.float32)
-    return np.where(plain, np.float32(TURN), np.float32(0.0))
+    return window_mean(detail, 2 * SPREAD + 1) < PLAIN
+
+
+def has_plain_region(picture: np.ndarray) -> bool:
+    """Whether ``picture`` (at the level a start by seams is at) has a plain region, a sky
+    (PLAIN_REGION)."""
+    return float(plain(picture).mean()) >= PLAIN_REGION
 
 
 def cheapest_seam(energy: np.ndarray, turn: np.ndarray, widths: np.ndarray) -> np.ndarray:
