@@ -52,18 +52,30 @@ def noise() -> Image.Image:
     return Image.fromarray(pixels, mode="RGB")
 
 
-def launch_pad() -> Image.Image:
-    """Two thin uprights (a rocket's towers) in a plain evening sky, on a ground of detail."""
-    rows = np.arange(256, dtype=np.float32)[:, None, None]
-    pixels = np.broadcast_to(np.float32([25, 40, 90]) + 0.15 * rows, (256, 256, 3)).copy()
+def launch_pad(*, faint: bool = False) -> Image.Image:
+    """Two thin uprights (a rocket's towers) in a plain evening sky (SKY), on a ground of
+    detail with a plain way through it; ``faint`` ones are the sky with FAINT more red, as
+    a lattice against the sky is, and 2 px wide, else UPRIGHT and 3 px wide."""
+    pixels = np.broadcast_to(sky()[:, None], (256, 256, 3)).copy()
     pixels[206:] = np.random.default_rng(0).integers(0, 160, (50, 256, 3))
-    pixels[30:206, 70:73] = UPRIGHT
-    pixels[60:206, 180:183] = UPRIGHT
+    pixels[206:, 120:140] = pixels[205, 128]
+    for top, left in ((30, 70), (60, 180)):
+        if faint:
+            pixels[top:206, left : left + 2, 0] += FAINT
+        else:
+            pixels[top:206, left : left + 3] = UPRIGHT
     return Image.fromarray(np.uint8(pixels))
+
+
+def sky() -> np.ndarray:
+    """launch_pad's sky, row by row (256 rows, RGB levels): darker towards the top."""
+    return np.float32([25, 40, 90]) + 0.15 * np.arange(256, dtype=np.float32)[:, None]
 
 
 UPRIGHT = (200, 90, 60)
 """launch_pad's uprights' colour."""
+FAINT = 40
+"""How much redder than the sky launch_pad's faint uprights are, in levels of 255."""
 
 
 def pebbles() -> Image.Image:

@@ -12,7 +12,18 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
-from drawn import LOW_DETAIL, UPRIGHT, flat, launch_pad, logo, noise, pebbles, text
+from drawn import (
+    FAINT,
+    LOW_DETAIL,
+    UPRIGHT,
+    flat,
+    launch_pad,
+    logo,
+    noise,
+    pebbles,
+    sky,
+    text,
+)
 from PIL import Image, ImageDraw, ImageOps
 from rim import opening, outline
 
@@ -429,26 +440,53 @@ def test_only_a_picture_with_a_sky_has_a_plain_region(
     assert _gpnn.pyramid_for(source).plain is plain
 
 
+def _straight_share(found: np.ndarray) -> float:
+    """The share of the ``found`` pixels (rows, columns) that lie in the two 3 px wide
+    columns holding most of them: 1.0 where two uprights stand straight."""
+    columns = found.sum(axis=0).astype(float)
+    straight = 0.0
+    for _ in range(2):
+        window = np.convolve(columns, np.ones(3), "same")
+        centre = int(window.argmax())
+        straight += window[centre]
+        columns[max(0, centre - 1) : centre + 2] = 0
+    return straight / max(1, found.sum())
+
+
 def test_below_one_uprights_in_a_sky_stay_upright_and_whole() -> None:
     """Below 1 a smooth warp bent the uprights standing in a sky, and the rounds redrew
     them bent or broken (here 3 of these 4 samples on the warp; rocket's towers or body in
     5 of 16 samples at 0.5, seeds 0-3); moved along seams kept straight in the sky (see
     _gpnn.Settings.for_diversity), each stays one straight column of its own pixels."""
     image = launch_pad()
-    drawn = pixels(image)[:200]
-    upright = np.all(np.abs(drawn - np.float32(UPRIGHT) / 255) < 0.1, axis=-1).sum()
+
+    def upright(picture: Image.Image) -> np.ndarray:
+        above_ground = pixels(picture)[:200]
+        return np.all(np.abs(above_ground - np.float32(UPRIGHT) / 255) < 0.1, axis=-1)
+
+    drawn = upright(image).sum()
     for seed in range(4):
-        sample = pixels(generate_variation(image, size=256, seed=seed, diversity=0.5))[:200]
-        found = np.all(np.abs(sample - np.float32(UPRIGHT) / 255) < 0.1, axis=-1)
-        columns = found.sum(axis=0).astype(float)
-        straight = 0.0
-        for _ in range(2):  # the two 3 px columns holding most of the uprights' pixels
-            window = np.convolve(columns, np.ones(3), "same")
-            centre = int(window.argmax())
-            straight += window[centre]
-            columns[max(0, centre - 1) : centre + 2] = 0
-        assert straight >= 0.98 * found.sum(), (seed, straight / found.sum())
-        assert found.sum() >= 0.95 * upright, (seed, found.sum() / upright)
+        found = upright(generate_variation(image, size=256, seed=seed, diversity=0.5))
+        assert _straight_share(found) >= 0.98, (seed, _straight_share(found))
+        assert found.sum() >= 0.95 * drawn, (seed, found.sum() / drawn)
+
+
+@pytest.mark.parametrize("diversity", [2.0, 3.0])
+def test_from_two_faint_uprights_in_a_sky_stay_upright(diversity: float) -> None:
+    """From 2 up the seams move the picture again, from the last move settled (see
+    _gpnn.chained_start). Where they did not keep straight through the sky, they leaned
+    a faint upright (a lattice tower) in 3 of these 4 samples at 2 (0.76 to 0.98 of its
+    pixels in its columns) and in 4 at 3 (0.58 to 0.94), and rocket's towers broke in
+    about 14 of 16 samples at 2 and 16 at 3 (seeds 0-3, by eye); kept straight, 1.0 here
+    and about 7 and 10 of rocket's."""
+    image = launch_pad(faint=True)
+    sky_red = sky()[:200, None, 0] / 255
+    for seed in range(4):
+        sample = pixels(generate_variation(image, size=256, seed=seed, diversity=diversity))
+        redder = sample[:200, :, 0] - sky_red > FAINT / 2 / 255
+        as_blue = np.abs(sample[:200, :, 2] - sky()[:200, None, 2] / 255) < 15 / 255
+        share = _straight_share(redder & as_blue)
+        assert share >= 0.98, (seed, share)
 
 
 @pytest.mark.parametrize("shares", [(0.1, 0.3), (0.3, 0.1)])
