@@ -33,7 +33,7 @@ import socket
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
 
@@ -193,6 +193,10 @@ class _Settings:
     abandoned: int = 0  # generations cancelled because their client hung up
     uploading: int = 0  # bytes of the request bodies being received now
 
+    def abandon(self) -> None:
+        """Count a generation whose client hung up (see _unless_disconnected)."""
+        self.abandoned += 1
+
 
 def create_app(
     *,
@@ -256,11 +260,12 @@ async def _variations(request: Request) -> Response:
         options = _options(fields)
         response_format = options.pop("response_format")
         await _check_png_header(upload)
-        response = await _unless_disconnected(request, _generate(settings, upload, options))
+        response = await _unless_disconnected(
+            request, _generate(settings, upload, options), on_hang_up=settings.abandon
+        )
     finally:
         await upload.close()
     if response is None:  # nobody is left to answer; the status is only for the access log
-        settings.abandoned += 1
         return Response(status_code=499)
     return JSONResponse(_answer(request, response, response_format, settings.urls))
 
@@ -554,8 +559,11 @@ async def _discard_rest(receive: Receive) -> None:
                 return
 
 
-async def _unless_disconnected(request: Request, work: Any) -> ImagesResponse | None:
-    """Await `work`; cancel it (freeing the engine) and return None if the client hangs up."""
+async def _unless_disconnected(
+    request: Request, work: Any, *, on_hang_up: Callable[[], None]
+) -> ImagesResponse | None:
+    """Await `work`; if the client hangs up first, call `on_hang_up`, cancel `work` (freeing
+    the engine) and return None."""
     task = asyncio.ensure_future(work)
 
     async def hung_up() -> None:
@@ -568,10 +576,14 @@ async def _unless_disconnected(request: Request, work: Any) -> ImagesResponse | 
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-        if not task.done():
+        hung_up_first = not task.done()
+        if hung_up_first:
+            # Counted before the cancel frees the generation's slot, so /health never shows
+            # it neither in flight nor abandoned (counted after, a test once read it there).
+            on_hang_up()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    return None if task.cancelled() else task.result()
+    return None if hung_up_first else task.result()
 
 
 def _answer(
