@@ -15,9 +15,10 @@ starts at a middle level (61 px) from the source with its parts moved apart or t
 along seams of least contrast (see _seams), the best of a few such drafts (see
 seams_start). Rounds of wider patches there put back the outlines the seams bent (see
 SHAPE_PATCH), near where a seam tore one from rigid pieces of the place it was torn from
-(see TORN_PATCH), and the next levels take more rounds to redraw what the seams stretched
-from the source's own patches. From 2 up the seams move the picture again, from the last move
-settled (see chained_start), and some of the samples come out mirrored (see FLIP_EVERY).
+where those pieces agree (see TORN_PATCH and AGREE), and the next levels take more rounds
+to redraw what the seams stretched from the source's own patches. From 2 up the seams move
+the picture again, from the last move settled (see chained_start), and some of the samples
+come out mirrored (see FLIP_EVERY).
 Re-composed from the coarsest level instead, its samples were collages: a subject drawn
 twice, objects cut in half.
 
@@ -75,6 +76,7 @@ from ._patches import (
     resize,
     upsample_nnf,
     vote,
+    vote_spread,
     window_mean,
 )
 from ._propagate import propagate
@@ -193,6 +195,19 @@ TORN_PIXELS = 2
 """A pixel with this many torn ones in the TORN_PATCH square around it takes the rigid
 pieces only, with fewer a share in proportion (softened over PATCH px). With 4 or 8,
 rims 2.59 or 2.86 px against 2.50 (measured with 3 px of slack)."""
+AGREE = 0.07
+"""Where the rigid pieces that overlap at a pixel disagree, each taken from where its own
+centre came from in a part the seams squeezed (the astronaut's flag: stripes and stars),
+their average is a blur, which the next rounds redrew as something else: the helmet's
+neck ring or a dark blot in the flag's corner, in 12 of 32 samples (seeds 0-7, more dark
+pixels in the top-left corner than the input has). A pixel takes the rigid pieces in
+proportion to exp(-(spread / AGREE)**2), the spread being the std of the values they give
+it (pixels in [0, 1], see _patches.vote_spread) averaged over the SHAPE_PATCH square
+around it: a torn outline's pieces disagree along a line a few pixels wide, a squeezed
+pattern's over a region. Now 3 of 32 samples show such blots, and coffee's rims stay as
+round (benchmarks/rims.py, seeds 0-7: 2.81 px from an ellipse and 2 of 32 over 4 px,
+against 2.87 and 4). Not averaged, AGREE 0.15 left 1 of 32 blots but rims 3.23 px after
+the rounds at 61 px (seeds 0-11, against 2.97; now 2.90); 0.2 left 4 blots."""
 GENTLE_WARP = 0.04
 """Std of a gentle variation's warp at diversity 1 (it scales with diversity below 1)."""
 CHECK_SIZE = 48
@@ -274,6 +289,15 @@ class Settings:
     for a single move: marked in each of the chained moves too, more of each settle was put
     back rigidly, and chelsea's samples varied less at 3 than at 2 (seeds 0-7: 0.692 at 2,
     0.676 at 3; unmarked, 0.673 and 0.696)."""
+    agree: bool = False
+    """Whether near a tear the wide rounds take the rigid pieces only where they agree (see
+    AGREE). Only for a single move: taken only where they agreed in the chained moves too
+    (from 2 up), coffee's samples at 2 were further from the source at the coarse scale
+    (coarse coherence 102 against 85, seeds 0-3) with more pointed rims, and a faint
+    upright in a sky leaned at 3 (tests/test_engine.py). Likely why: there each move's
+    origins are followed through the settle before it patch by patch (see
+    settled_origins), so neighbouring pixels' origins jump where a settle changed its
+    choice, and pieces that disagree there may still be what holds an outline."""
     straight: bool = False
     """Whether seams keep straight through plain regions (see _seams.TURN): in a picture
     with a plain region (see _seams.PLAIN_REGION), in every move. Leaned by the chained
@@ -358,6 +382,7 @@ class Settings:
                 flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
                 apart=APART if diversity >= APART_FROM else 0.0,
                 shears=moves == 1,
+                agree=moves == 1,
                 straight=plain,
             )
         if gentle:
@@ -659,6 +684,9 @@ class Tear(NamedTuple):
     near: np.ndarray
     """How near each pixel is to a torn outline, from 0 to 1 (rows, columns, 1; see
     TORN_PIXELS)."""
+    agree: bool
+    """Whether the rigid pieces that mend it are taken only where they agree (see
+    Settings.agree)."""
 
 
 def chained_start(
@@ -693,7 +721,7 @@ def chained_start(
         )
         origins = came_from[pixels_of(draft.origins, side)]
         near = near_tears(picture, draft.origins, shears=settings.shears)
-        start = Start(draft.pixels, Tear(origins, near))
+        start = Start(draft.pixels, Tear(origins, near, settings.agree))
         if move < settings.moves - 1:
             nnf, picture = refine(
                 pyramid,
@@ -972,7 +1000,8 @@ def shape_rounds(
 ) -> np.ndarray:
     """SHAPE_ROUNDS rounds at level ``k`` with SHAPE_PATCH-wide patches: outlines that a
     start by seams bent, put back from rigid pieces of the source's own; near where it
-    tore one (``tear``), from TORN_PATCH-wide pieces of the very place it was torn from."""
+    tore one (``tear``), from TORN_PATCH-wide pieces of the very place it was torn from
+    (where those pieces agree, if the tear asks; see AGREE)."""
     # Each round compares its wide patches with the same pieces: the tear does not move.
     candidates = pyramid.anchored(k, tear.origins, TORN_PATCH) if tear.near.any() else None
     for _ in range(SHAPE_ROUNDS):
@@ -982,8 +1011,15 @@ def shape_rounds(
         if candidates is not None:
             queries = extract(estimate, TORN_PATCH)
             found, distances = pyramid.nearest_to(k, queries, candidates, TORN_PATCH)
-            _, rigid = replace_patches(pyramid, k, found, distances, TORN_PATCH)
-            shaped = tear.near * rigid + (1.0 - tear.near) * shaped
+            nnf, rigid = replace_patches(pyramid, k, found, distances, TORN_PATCH)
+            near = tear.near
+            if tear.agree:
+                weights = match_weights(distances).reshape(nnf.shape)
+                spread = window_mean(
+                    vote_spread(pyramid.levels[k], nnf, TORN_PATCH, weights), SHAPE_PATCH
+                )
+                near = near * np.exp(-((spread / AGREE) ** 2))[..., None]
+            shaped = near * rigid + (1.0 - near) * shaped
         estimate = shaped
     return estimate
 

@@ -110,6 +110,19 @@ def vote(
     return acc / total
 
 
+def vote_spread(
+    source: np.ndarray, nnf: np.ndarray, patch: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """How much the source patches that ``vote`` would average disagree at each pixel: the
+    root mean square over the channels of the weighted std of the values they give it (0
+    where they all agree; arguments as vote's). One plain vote of the source beside its
+    square."""
+    channels = source.shape[2]
+    both = vote(np.concatenate([source, source**2], axis=-1), nnf, patch, weights)
+    variance = np.maximum(both[..., channels:] - both[..., :channels] ** 2, 0.0)
+    return np.sqrt(variance.mean(axis=-1))
+
+
 def window_mean(values: np.ndarray, side: int) -> np.ndarray:
     """Each value's mean over the square of ``side`` (odd) around it in the last two axes,
     the outermost values repeated beyond the border; from a summed-area table, four lookups
