@@ -177,8 +177,10 @@ def test_near_copy_is_detected_and_redrawn() -> None:
         plain=pyramid.plain,
     )
     first = _gpnn.depth(256, settings.coarsest)
-    start = _gpnn.draw_start(
-        pyramid, first, settings, np.random.default_rng(NEAR_COPY_SEED), _no_cancel
+    start = next(
+        _gpnn.draw_starts(
+            pyramid, first, settings, np.random.default_rng(NEAR_COPY_SEED), _no_cancel
+        )
     )
     drawn = _gpnn.run_levels(
         pyramid,
@@ -599,8 +601,8 @@ def test_rigid_pieces_round_a_torn_rim() -> None:
 
     torn, untorn = [], []
     for seed in range(6):
-        start = _gpnn.chained_start(
-            pyramid, first, settings, np.random.default_rng(seed), _no_cancel
+        start = next(
+            _gpnn.chained_start(pyramid, first, settings, np.random.default_rng(seed), _no_cancel)
         )
         assert start.tear is not None and start.tear.near.any()
         torn.append(rim(start.pixels, start.tear))
@@ -743,10 +745,11 @@ def _unlike_face(sample: np.ndarray, source: np.ndarray, reach: int = 12) -> flo
     up to ``reach`` px each way (a gentle variation moves parts a few pixels)."""
     top, bottom, left, right = 30, 85, 88, 138
     face = source[top:bottom, left:right]
+    side = sample.shape[0]
     return 255 * min(
         float(np.abs(sample[top + dy : bottom + dy, left + dx : right + dx] - face).mean())
-        for dy in range(-reach, reach + 1)
-        for dx in range(-reach, reach + 1)
+        for dy in range(max(-reach, -top), min(reach, side - bottom) + 1)
+        for dx in range(max(-reach, -left), min(reach, side - right) + 1)
     )
 
 
@@ -762,6 +765,23 @@ def test_below_one_a_face_stays_whole() -> None:
     )
     unlike = [_unlike_face(pixels(sample), source) for sample in samples]
     assert max(unlike) < 12, unlike
+
+
+def test_a_near_copy_by_seams_is_redrawn_at_the_same_share_first() -> None:
+    """A draw by seams that the check at 108 px finds a near-copy is drawn again from the
+    next of the same drafts before the seams go deeper (see _gpnn.ALTERNATIVES). The README
+    demo's third astronaut (seed 7, index 2, the bundled photo as the demo sends it) is
+    such a draw. Re-drawn with 1.6 times the share, her face came out a fifth larger, her
+    hair cut by the top border and her badge drawn twice: 12.3 grey levels from the
+    input's face at its best shift; from the next draft, 0.0 (the face moved whole)."""
+    from ipy_images.engine import _gpnn
+    from ipy_images.engine._patches import resize
+
+    source = resize(pixels(sample_image("astronaut")), 256, 256)
+    rng = np.random.default_rng(np.random.SeedSequence([7, 2]))
+    result = _gpnn.synthesize(source, 1.0, rng, _no_cancel, place=9)
+    assert result.redraws >= 1  # the first draw was a near-copy
+    assert _unlike_face(result.image, source, reach=48) < 4
 
 
 def _measured_diversity(image: Image.Image, seed: int) -> list[float]:
