@@ -228,7 +228,7 @@ Re-drawn deeper at once, the README demo's third astronaut (seed 7, index 2) cam
 fifth larger, her hair cut by the top border and her badge drawn twice. At diversity 1
 (five photos and the demo's coffee, seeds 0-11) 31 of the 33 re-drawn samples changed: the
 worst-patch figure 61 -> 58, coarse coherence 115 -> 110 (x1e5); by eye the astronaut
-whole and rounder rims in 5 of coffee's 12, one trade (a spout for a widened cup), the
+whole and rounder rims in 5 of coffee's 14, one trade (a spout for a widened cup), the
 others about the same."""
 STEP = 1.6
 SPARSE = 0.9
