@@ -309,12 +309,13 @@ class Settings:
     settled_origins), so neighbouring pixels' origins jump where a settle changed its
     choice, and pieces that disagree there may still be what holds an outline."""
     straight: bool = False
-    """Whether seams keep straight through plain regions (see _seams.TURN): in a picture
-    with a plain region (see _seams.PLAIN_REGION), in every move. Leaned by the chained
-    moves from 2 up, rocket's towers broke in about 14 of 16 samples at 2 and 16 at 3
-    (seeds 0-3, by eye), kept straight in about 7 and 10. Kept straight in every picture,
-    chelsea's samples varied less at 3 than at 2 (means over seeds 0-3: 0.690 and 0.684);
-    it has no plain region."""
+    """Whether every seam is straight, a whole column or row (see _seams.STRAIGHT_BIAS): in a
+    picture with a plain region (see _seams.PLAIN_REGION), in every move. Leaned by the
+    chained moves from 2 up, rocket's towers broke in about 14 of 16 samples at 2 and 16 at
+    3 (seeds 0-3, by eye); kept straight through the sky only (the forty-second session) in
+    about 7 and 10. Seams kept straight through plain regions in every picture made
+    chelsea's samples vary less at 3 than at 2 (means over seeds 0-3: 0.690 and 0.684); it
+    has no plain region."""
 
     @classmethod
     def for_diversity(
@@ -328,8 +329,8 @@ class Settings:
         is what was asked for. (A coarse start with little noise does not do this: the
         search falls back to an exact copy, and the re-draws that followed made 0.5 vary
         as much as 1 or more on 3 of the 7 benchmark photos.) In a picture with a ``plain``
-        region (a sky, see _seams.PLAIN_REGION) the start below 1 is by seams instead, kept
-        straight there, their share in proportion to diversity: the warp bent what stands
+        region (a sky, see _seams.PLAIN_REGION) the start below 1 is by straight seams
+        instead, their share in proportion to diversity: the warp bent what stands
         in the sky, and the rounds redrew rocket's towers or body broken in 5 of 16 samples
         at 0.5 (seeds 0-3, by eye), where seams moved them whole in 15. In a picture of
         detail seams at 0.5 varied the samples about as much as at 1 (the astronaut 0.474
@@ -503,7 +504,7 @@ class Pyramid:
         sparse texture, or a sparse field inside a frame."""
         self.plain = has_plain_region(self.levels[depth(size, SEAMS_COARSEST)])
         """Whether the picture has a plain region, a sky (see _seams.PLAIN_REGION): there the
-        seams keep straight, and below diversity 1 they move it (see Settings.for_diversity)."""
+        seams are straight, and below diversity 1 they move it (see Settings.for_diversity)."""
         self._frame = frame
         self._frames: dict[tuple[int, int], LevelFrame] = {}
         self._indexes: dict[tuple[int, int], PatchIndex] = {}
@@ -812,7 +813,7 @@ def seams_start(
 ) -> list[Draft]:
     """``picture`` (level ``first`` or one settled from it) with its parts moved along
     ``share`` of its side in seams (see _seams; ``apart``, see _seams.APART; ``straight``,
-    see _seams.TURN): DRAFTS such drafts, the one to keep first. They are scored by how
+    see _seams.STRAIGHT_BIAS): DRAFTS such drafts, the one to keep first. They are scored by how
     near their worst-matched patches (DRAFT_QUANTILE) lie to the source's: those scored
     within UNSEEN come first, the one whose detail moved furthest first, then the others,
     the best scored first (a draw that comes out a near-copy is drawn again from the next,

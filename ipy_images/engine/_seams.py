@@ -5,13 +5,14 @@ the path of least contrast, so the parts on either side close up without being c
 a number of seams are removed where a random smooth profile across the picture is low,
 and as many inserted (each a blend of the two columns it sits between) where it is high,
 sideways and then, fewer, up and down: the parts in between move by up to that many
-pixels, a face or a cup stays whole, and nothing is shown twice. Through plain regions (a
-sky) a seam keeps straight (see TURN), so a thin thing standing there is passed beside, not
-leaned. The patch search of the finer levels then redraws the seams' surroundings from the
-source's own patches. Each start also says how far its detail moved, so that of several
-the one that changed the picture most can be kept (see _gpnn.seams_start), and where each
-pixel came from, so that where a seam tore an outline (see torn_outlines) the outline can
-be put back from rigid pieces of the place it was torn from (see _gpnn.TORN_PATCH).
+pixels, a face or a cup stays whole, and nothing is shown twice. In a picture with a sky
+every seam is straight, a whole column or row (see STRAIGHT_BIAS), so a thin thing standing
+there is moved whole, not leaned or broken. The patch search of the finer levels then
+redraws the seams' surroundings from the source's own patches. Each start also says how far
+its detail moved, so that of several the one that changed the picture most can be kept (see
+_gpnn.seams_start), and where each pixel came from, so that where a seam tore an outline
+(see torn_outlines) the outline can be put back from rigid pieces of the place it was torn
+from (see _gpnn.TORN_PATCH).
 
 This is the start from diversity 1 up in a picture with a layout, from 2 up repeated (see
 _gpnn.Settings.for_diversity and chained_start); re-composing from the coarsest level
@@ -63,22 +64,27 @@ this: at 61 px 0.64 of rocket's pixels (its sky and most of its towers), 0.007 o
 0.009 of chelsea's, none of the astronaut's or immunohistochemistry's. At 0.2 coffee's
 saucer counted as plain too, and its samples changed for the worse (coarse completeness
 147 -> 171 x1e5, the rims 1.14 times as wide as the input's, against 1.12)."""
-TURN = 0.5
-"""The cost of a seam's step sideways onto a plain pixel (PLAIN), in contrast units. In a plain
-region nothing else steers a seam: it wandered across rocket's sky from where the random
-profile pulled it to the cheapest way through the lit ground below, crossing a tower at a
-slant on the way, and each seam leaned the tower by a pixel, which the rounds rebuilt as a
-tower broken in two (10 of 16 samples at diversity 1, seeds 0-3, by eye; with TURN 5 of
-16). Where the picture has detail, the contrast steers the seams as before. Charged on
-every pixel (in proportion to the picture's mean contrast), it made coffee's cups boxy and
-stretched its saucer into bands at the border; see docs/engine, "Seams kept straight
-through plain regions"."""
+STRAIGHT_BIAS = 2 * BIAS
+"""In a picture with a sky (PLAIN_REGION) every seam is straight, a whole column (or row),
+and this is the random profile's weight there (BIAS elsewhere). Free to bend, a seam
+wandered across rocket's sky from where the profile pulled it to the cheapest way through
+the lit ground below and crossed a tower at a slant, each seam leaning it by a pixel, and
+the rounds rebuilt a tower broken in two. Kept straight only where the sky is plain (a
+sideways step there cost 0.5 in contrast units, the forty-second session), the seams still
+bent in the ground at the towers' feet: broken towers in about 14 of 32 samples at 1 and
+6 of 32 at 0.5 (seeds 0-7, by eye). Straight all the way, about 3 of 32 at 1 (towers
+pushed against the border) and none at 0.5. A straight seam's cost is summed over the
+whole column, where the ground's detail decides, so at BIAS every sample took nearly the
+same columns and rocket's samples at 1 varied less than the issue's 0.25 (0.211, seeds
+0-7); at 2 times BIAS, 0.267 (the bent seams' 0.281 counted broken towers as variety); at
+3 times, 0.297, but more towers pushed against the border lost their lattice."""
 PLAIN_REGION = 0.1
 """A picture has a plain region (a sky) when at least this share of its pixels is plain
 (PLAIN) at the level a start by seams is at: rocket's 0.64 at 61 px. Coffee's 0.007 (a
-few pixels of crema) are none. Only such a picture keeps its seams straight, and below
-diversity 1 is moved along them (see _gpnn.Settings.for_diversity): in coffee the turns
-only changed which way a few seams stepped round those pixels, and its samples came out
+few pixels of crema) are none. Only such a picture is moved along straight seams
+(STRAIGHT_BIAS), below diversity 1 too (see _gpnn.Settings.for_diversity): when the
+forty-second session's seams kept straight in coffee's few plain pixels, they only changed
+which way a few seams stepped round those pixels, and its samples came out
 as other draws, no better (by eye, about as many pointed rims and saucer drips;
 benchmarks/rims.py, 2.62 -> 2.60 px from an ellipse at seeds 0-3, 3.13 -> 3.27 at 4-7),
 with their repeats and redraws reshuffled (see docs/engine, "Seams kept straight through
@@ -126,8 +132,8 @@ def recompose(
     low; each with how far its detail moved on average, in pixels (each pixel's move
     weighted by its contrast, since a plain sky moved shows no change), and where each of
     its pixels came from. ``apart`` (times the pull) keeps the removed seams apart from each
-    other, as BESIDE does the inserted ones (see APART); with ``straight`` they keep
-    straight through the picture's plain regions (see TURN).
+    other, as BESIDE does the inserted ones (see APART); with ``straight`` each seam is a
+    whole column or row (see STRAIGHT_BIAS).
 
     The drafts are carved together, one seam of each per step: finding a seam is a loop
     over rows of small array operations, which over a stack of drafts costs little more
@@ -136,23 +142,17 @@ def recompose(
     drafts = len(shares)
     height, width = image.shape[:2]
     rows, columns = np.mgrid[:height, :width].astype(np.float32)
-    # What a step sideways onto each pixel costs (TURN on the plain ones) and the pixels'
-    # coordinates travel as three more channels, so the moves carry them along. The plain
-    # pixels are measured on the picture, once: measured again after each seam, the smooth
-    # band that seams inserted side by side leave in a picture of detail counted as plain,
-    # and the astronaut's samples changed (a badge drawn twice, a neck ring doubled).
-    if straight:
-        turn = np.where(plain(image), np.float32(TURN), np.float32(0.0))
-    else:
-        turn = np.zeros((height, width), np.float32)
-    tracked = np.repeat(np.dstack([image, turn, rows, columns])[None], drafts, axis=0)
-    tracked = move_sideways(tracked, shares, profiles[:, 0], apart)
-    tracked = move_sideways(tracked.transpose(0, 2, 1, 3), DOWN * shares, profiles[:, 1], apart)
+    # The pixels' coordinates travel as two more channels, so the moves carry them along.
+    tracked = np.repeat(np.dstack([image, rows, columns])[None], drafts, axis=0)
+    tracked = move_sideways(tracked, shares, profiles[:, 0], apart, straight=straight)
+    tracked = move_sideways(
+        tracked.transpose(0, 2, 1, 3), DOWN * shares, profiles[:, 1], apart, straight=straight
+    )
     tracked = tracked.transpose(0, 2, 1, 3)
-    moved = np.hypot(tracked[..., 4] - rows, tracked[..., 5] - columns)
+    moved = np.hypot(tracked[..., 3] - rows, tracked[..., 4] - columns)
     weight = contrast(tracked[..., :3], np.full(drafts, width))
     return [
-        Moved(pixels[..., :3], float((m * w).sum() / (w.sum() + 1e-6)), pixels[..., 4:6])
+        Moved(pixels[..., :3], float((m * w).sum() / (w.sum() + 1e-6)), pixels[..., 3:5])
         for pixels, m, w in zip(tracked, moved, weight, strict=True)
     ]
 
@@ -193,18 +193,19 @@ def pixels_of(origins: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, columns
 
 
-TURN_AT = 3
-"""The channel of a stack of drafts (see move_sideways) that holds each pixel's turn."""
-
-
 def move_sideways(
-    images: np.ndarray, shares: np.ndarray, profiles: np.ndarray, apart: float
+    images: np.ndarray,
+    shares: np.ndarray,
+    profiles: np.ndarray,
+    apart: float,
+    *,
+    straight: bool,
 ) -> np.ndarray:
     """``images`` (a stack of drafts) each with seams (its share of the width) removed where
     its random profile (drawn at KNOTS points across) is low, ``apart`` times the pull
-    dearer beside each one removed, and as many inserted where it is high, apart (BESIDE).
-    The seams follow the contrast of the first three channels (RGB) and, where they step
-    sideways, the turn in the fourth (see recompose); any further ones are carried along.
+    dearer beside each one removed, and as many inserted where it is high, apart (BESIDE);
+    with ``straight`` each a whole column (see STRAIGHT_BIAS). The seams follow the contrast
+    of the first three channels (RGB); any further ones are carried along.
 
     The stack keeps its width: a draft narrowed by its seams is padded on the right (the
     seams keep out of the padding) until as many have been inserted."""
@@ -215,7 +216,9 @@ def move_sideways(
     ).astype(np.float32)
     widths = np.full(drafts, width)
     # Each weight is rounded to float32 once, from its float64 product.
-    pull = np.array([BIAS * (float(c.mean()) + 1e-6) for c in contrast(images[..., :3], widths)])
+    bias = STRAIGHT_BIAS if straight else BIAS
+    pull = np.array([bias * (float(c.mean()) + 1e-6) for c in contrast(images[..., :3], widths)])
+    cheapest = cheapest_column if straight else cheapest_seam
     beside = (BESIDE * pull).astype(np.float32)[:, None, None]
     apart_from = (apart * pull).astype(np.float32)[:, None, None]
     pull = pull.astype(np.float32)[:, None, None]
@@ -237,7 +240,7 @@ def move_sideways(
             + pull * stack[..., low_at]
             + apart_from * stack[..., taken_at]
         )
-        path = cheapest_seam(energy, stack[..., TURN_AT], widths)
+        path = cheapest(energy, widths)
         carving = step < counts
         stack = _remove(stack, path, carving)
         widths -= carving
@@ -253,7 +256,7 @@ def move_sideways(
             + pull * (1.0 - stack[..., low_at])
             + beside * stack[..., taken_at]
         )
-        path = cheapest_seam(energy, stack[..., TURN_AT], widths)
+        path = cheapest(energy, widths)
         carving = step < counts
         stack = _insert(stack, path, carving, widths, blended=channels)
         widths += carving
@@ -313,11 +316,18 @@ def has_plain_region(picture: np.ndarray) -> bool:
     return float(plain(picture).mean()) >= PLAIN_REGION
 
 
-def cheapest_seam(energy: np.ndarray, turn: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def cheapest_column(energy: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """In each of a stack of drafts, the column of least total ``energy`` within its first
+    ``widths`` columns (of equals, the leftmost), as its column in each row."""
+    height, width = energy.shape[1:]
+    totals = np.where(np.arange(width)[None] < widths[:, None], energy.sum(axis=1), np.inf)
+    return np.repeat(totals.argmin(axis=1)[:, None], height, axis=1)
+
+
+def cheapest_seam(energy: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """In each of a stack of drafts, the top-to-bottom path (one column per row, moving at
-    most one column per row) of least total cost within its first ``widths`` columns, as
-    its column in each row (of equal totals, the leftmost step): the ``energy`` of the
-    pixels it passes plus the ``turn`` of each pixel it steps sideways onto."""
+    most one column per row) of least total ``energy`` within its first ``widths`` columns,
+    as its column in each row (of equal totals, the leftmost step)."""
     drafts, height, width = energy.shape
     # Totals padded with infinite columns, so the three steps are slices and no path leaves
     # the picture.
@@ -326,18 +336,16 @@ def cheapest_seam(energy: np.ndarray, turn: np.ndarray, widths: np.ndarray) -> n
     total[..., 1:-1] = np.where(inside, energy, np.inf)
     for row in range(1, height):
         above = total[:, row - 1]
-        sideways = np.minimum(above[:, :-2], above[:, 2:]) + turn[:, row]
+        sideways = np.minimum(above[:, :-2], above[:, 2:])
         total[:, row, 1:-1] += np.minimum(sideways, above[:, 1:-1])
-    # Back up the rows, each time to the least of the three totals above, those sideways
-    # with their turn (the first, so the leftmost, of equals): fewer and smaller operations
-    # than noting every pixel's step.
+    # Back up the rows, each time to the least of the three totals above (the first, so the
+    # leftmost, of equals): fewer and smaller operations than noting every pixel's step.
     each = np.arange(drafts)[:, None]
-    aside = np.array([1.0, 0.0, 1.0])  # which of the three steps go sideways
     path = np.empty((drafts, height), np.int64)
     path[:, -1] = total[:, -1, 1:-1].argmin(axis=1)
     for row in range(height - 1, 0, -1):
         ahead = total[each, row - 1, path[:, row, None] + np.arange(3)]
-        steps = (ahead + turn[each, row, path[:, row, None]] * aside).argmin(axis=1)
+        steps = ahead.argmin(axis=1)
         path[:, row - 1] = path[:, row] + steps - 1
     return path
 
