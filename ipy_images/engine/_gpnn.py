@@ -419,11 +419,11 @@ class Settings:
 
     def stronger(self) -> Settings:
         """The settings for a re-draw after a near-copy (after ALTERNATIVES of them, for a
-        start by seams). A start by seams grows by STEP too,
-        but no further than SEAMS_MOST: carved up to 2.6 times the
-        share at 1 (the share times STEP**2), a face came out cut by the border and a helmet
-        spread over half the picture (the astronaut at seed 7 in the README's demo); re-drawn
-        at the same share, rocket's samples varied too little (0.221 over seeds 0-3)."""
+        start by seams). A start by seams grows by STEP too, but no further than
+        SEAMS_MOST: carved up to 2.6 times the share at 1 (the share times STEP**2), a face
+        came out cut by the border and a helmet spread over half the picture (the astronaut
+        at seed 7 in the README's demo); re-drawn at the same share, rocket's samples varied
+        too little (0.221 over seeds 0-3)."""
         seams = None if self.seams is None else min(self.seams * STEP, SEAMS_MOST)
         return replace(self, noise=self.noise * STEP, warp=self.warp * STEP, seams=seams)
 

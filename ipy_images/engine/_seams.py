@@ -218,7 +218,6 @@ def move_sideways(
     # Each weight is rounded to float32 once, from its float64 product.
     bias = STRAIGHT_BIAS if straight else BIAS
     pull = np.array([bias * (float(c.mean()) + 1e-6) for c in contrast(images[..., :3], widths)])
-    cheapest = cheapest_column if straight else cheapest_seam
     beside = (BESIDE * pull).astype(np.float32)[:, None, None]
     apart_from = (apart * pull).astype(np.float32)[:, None, None]
     pull = pull.astype(np.float32)[:, None, None]
@@ -234,6 +233,7 @@ def move_sideways(
         axis=-1,
     )
     rows = np.arange(height)[None]
+    cheapest = cheapest_column if straight else cheapest_seam
     for step in range(int(counts.max())):
         energy = (
             contrast(stack[..., :3], widths)
