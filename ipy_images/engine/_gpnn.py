@@ -1039,7 +1039,7 @@ def shape_rounds(
             nnf, rigid = replace_patches(pyramid, k, found, distances, TORN_PATCH)
             near = tear.near
             if tear.agree:
-                weights = match_weights(distances).reshape(nnf.shape)
+                weights = vote_weights(pyramid.frame(k, TORN_PATCH), distances)
                 spread = window_mean(
                     vote_spread(pyramid.levels[k], nnf, TORN_PATCH, weights), SHAPE_PATCH
                 )
@@ -1060,13 +1060,15 @@ def replace_patches(
     frame = pyramid.frame(k, patch)
     grid = target.shape[0] - patch + 1
     nnf = frame.pin(found.reshape(grid, grid))
-    weights = match_weights(distances).reshape(grid, grid)
-    weights[frame.centred] = 1.0  # the frame's own patches fit exactly
-    estimate = vote(target, nnf, patch, weights, centre=pyramid.vote_centre)
+    estimate = vote(target, nnf, patch, vote_weights(frame, distances), centre=pyramid.vote_centre)
     return nnf, frame.restore(estimate, target)
 
 
-def match_weights(distances: np.ndarray) -> np.ndarray:
-    """Vote weights: a patch that matched much worse than is typical here counts less."""
+def vote_weights(frame: LevelFrame, distances: np.ndarray) -> np.ndarray:
+    """Each patch's weight in the vote, on the grid of ``frame``'s patches, from its search's
+    squared ``distances``: a patch that matched much worse than is typical here counts less,
+    and the frame's own patches (pinned, see LevelFrame.pin) fit exactly."""
     typical = float(np.median(distances)) + 1e-6
-    return np.exp(-distances / (2.0 * typical)) + 1e-4
+    weights = (np.exp(-distances / (2.0 * typical)) + 1e-4).reshape(frame.centred.shape)
+    weights[frame.centred] = 1.0
+    return weights
