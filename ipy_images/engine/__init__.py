@@ -65,17 +65,20 @@ def generate_variation(
     at 2, three times at 3), so shapes change more (at 2 a cup comes out wider, its rim
     wavier; from 3 it keeps its width, but its rim may come out pointed), and one sample
     in four at 2, one in two from 3, comes out mirrored left to right (``seed + index``
-    decides which). A texture or a sparse picture (a starfield, a fundus photo) is
+    decides which). A fundus photo (small things on a plain field inside a round frame)
+    is turned a little about its middle and gently warped from 1 up, so its optic disc
+    and macula move, whole and once; from 2 up one sample in four, from 3 one in two, is
+    mirrored too, a right eye for a left. A texture or a sparse picture (a starfield) is
     re-composed from a coarse level instead, at every value from 1: its parts move
     further, change size and shape, and more of it is re-invented as the value rises.
     Small things on a plain background (a starfield) stay spread over the whole picture at
-    every value; above 1, a fundus photo keeps its vessels and optic disc. A dense texture
-    (grass, gravel, pebbles) comes out re-arranged with narrow seams where its copied parts
-    meet, not smooth blurs.
+    every value. A dense texture (grass, gravel, pebbles) comes out re-arranged with
+    narrow seams where its copied parts meet, not smooth blurs.
     From 1 up, a draw that comes out nearly identical to the input is re-drawn with a
     stronger start (more seams, or a stronger warp). At every value, a frame around the
     picture (a margin of one colour joined to the border all round: a fundus photo's black
-    corners, a scan's white margin) stays in place and only the inside varies.
+    corners, a scan's white margin) stays in place and only the inside varies (in a
+    mirrored sample, the frame is mirrored with it).
 
     Raises EngineCancelled when ``cancel`` is set (checked every few milliseconds of work)
     and ValueError for invalid arguments.

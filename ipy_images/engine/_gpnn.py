@@ -22,14 +22,19 @@ come out mirrored (see FLIP_EVERY).
 Re-composed from the coarsest level instead, its samples were collages: a subject drawn
 twice, objects cut in half.
 
+A sparse field inside a round frame (a fundus photo: vessels, an optic disc and a macula on
+an orange field) starts at the same middle level from the source turned a little about the
+field's centre and gently warped, and from 2 up some of its samples come out mirrored too
+(see TURN). Re-composed from the coarsest level, it lost its optic disc in most samples.
+
 Why a warped start rather than GPNN's pure noise (textures and sparse pictures): noise strong
 enough to move objects also breaks them (half objects, smeared blobs); a smooth warp moves
 and re-scales whole regions, which the patch search then rebuilds in a new arrangement.
 
 At the coarsest level, plain nearest neighbours often draw the subject twice (each patch
-there covers half the picture); wherever that level re-composes a layout (a sparse field,
-from diversity 1 up), the patches there choose in turn so that each part of
-the source is shown at one place (see _exclusive).
+there covers half the picture); wherever that level re-composes a layout (from diversity 1
+up), the patches there choose in turn so that each part of the source is shown at one
+place (see _exclusive).
 
 In a texture of small things on a plain background (a starfield), overlapping patches
 that disagree average into faint dots, which the next search takes for background: the
@@ -45,9 +50,10 @@ A picture with a frame (a margin of one colour joined to the border, such as a f
 photo's black corners) keeps it where it is from a middle level on; only the inside is
 re-composed (see _frame).
 
-Above diversity 1, stronger noise scatters small rare things: a starfield's galaxies, a
-fundus photo's vessels and optic disc. In such sparse pictures the coarse searches favour
-the source patches the estimate does not show yet (see COMPLETE_UP_TO).
+Above diversity 1, stronger noise scatters small rare things, such as a starfield's
+galaxies. In a sparse texture, or a sparse field inside a frame that is not round, the
+coarse searches favour the source patches the estimate does not show yet (see
+COMPLETE_UP_TO).
 
 Plain GPNN sometimes rebuilds the source almost unchanged. We measure that at a middle
 level (how much of the output is one rigid shift of the source) and re-draw with a
@@ -68,7 +74,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._exclusive import exclusive_nearest, is_texture
-from ._frame import FROM_SIZE, LevelFrame, frame_of
+from ._frame import FROM_SIZE, LevelFrame, frame_of, is_round
 from ._patches import (
     align_border,
     changed_rows,
@@ -88,10 +94,10 @@ PATCH = 7
 RATIO = 0.75
 NOISE = 0.25
 """Std of the Gaussian noise added to the coarsest level (pixels in [0, 1]) at diversity 1;
-it grows as diversity**1.5, in a sparse picture in proportion (see Settings.for_diversity)."""
+it grows as diversity**1.5, in a sparse texture in proportion (see Settings.for_diversity)."""
 WARP = 0.12
 """Std of the smooth warp's displacement, as a share of the image side, at diversity 1; it
-grows in proportion to diversity, in a sparse picture with its square root."""
+grows in proportion to diversity, in a sparse texture with its square root."""
 MIRROR = 0.5
 """Chance that the start is mirrored left to right, from diversity 1 up."""
 WARP_GRID = 4
@@ -115,14 +121,14 @@ diversity (see chained_start)."""
 SEAMS_MOST = 0.4
 """The largest share one move by seams may take (see Settings.stronger)."""
 FLIP_EVERY = {2: 4, 3: 2}
-"""From diversity 2 up, a picture with a layout comes out mirrored left to right in one
-sample of every 4 of a request (2 to 3), or of every 2 (from 3 up). Chained moves by seams
-alone varied coffee's samples less at 2 than one move at 1 (diversity 0.303 against 0.366,
-seed 0): the settled picture is the source's own patches again, and the next move's seams
-are drawn as freely as the first's, so the moves do not add up. A mirrored sample differs
-from an upright one in nearly every pixel; fixed shares, not a coin per sample, so that a
-request's 4 samples always show the step (a coin left all 4 of a request one way in 1 of
-8)."""
+"""From diversity 2 up, a picture with a layout or a fundus photo (see TURN) comes out
+mirrored left to right in one sample of every 4 of a request (2 to 3), or of every 2 (from
+3 up). Chained moves by seams alone varied coffee's samples less at 2 than one move at 1
+(diversity 0.303 against 0.366, seed 0): the settled picture is the source's own patches
+again, and the next move's seams are drawn as freely as the first's, so the moves do not
+add up. A mirrored sample differs from an upright one in nearly every pixel; fixed shares,
+not a coin per sample, so that a request's 4 samples always show the step (a coin left all
+4 of a request one way in 1 of 8)."""
 APART_FROM = 3
 """From this diversity up, the removed seams are kept apart as the inserted ones are (see
 _seams.APART), so that the three chained moves no longer widen a cup (its rim 1.28 times
@@ -247,11 +253,42 @@ _frame) furthest from their median colour carry at least this share of the squar
 distance to it: retina 0.80 (vessels, the optic disc and the macula on an orange field),
 the astronaut inside a white margin 0.25. A picture without a frame is not asked (of the
 unframed benchmark photos, rocket would come nearest: 0.72)."""
+TURN = 20.0
+"""Std, in degrees, of the turn about the middle of the field that a sparse field inside a
+round frame (a fundus photo: see SPARSE_FIELD and _frame.ROUND) starts with from
+diversity 1 up, at FIELD_COARSEST, after a warp of FIELD_WARP; the frame stays in place,
+and from 2 up a share of the samples is mirrored, a right eye for a left (FLIP_EVERY).
+Re-composed from the coarsest level as a texture is, retina lost its optic disc in about
+20 of 32 samples at 1 (seeds 0-7, by eye) and showed two maculas in about 7; turned, the
+disc is in all 32 and one macula in each, and the samples vary as much (diversity, means
+over seeds 0-7: 0.245 before, 0.256 now). At 15 degrees they varied less (0.239); at 25
+more of them lost vessels (10 of 32 kept under half the input's vessel pixels, against 5
+at 20, both without FIELD_ALPHA): a vessel's patches turned further match a plain patch
+better than another vessel's. A turn grown with diversity added no variety from 2 up
+(the mirrored samples set it there) and lost more vessels. With one sample in 4 mirrored
+at 1 already, the samples varied more at 1 (0.408, seeds 0-3) than a stronger start
+could add at 2 and 3 (0.44, one in 2 mirrored)."""
+FIELD_WARP = 0.06
+"""Std of that start's warp, as a share of the side, on GENTLE_WARP_GRID's grid. At 0.08
+the optic disc was lost by the bright-pixel count (see FIELD_ALPHA) in 3 of 16 samples
+(seeds 0-3, turned by 15 degrees), and stretched or doubled in others."""
+FIELD_COARSEST = 64
+"""Side of the level that start is at (61 px at 256). From 46 px the samples varied less
+(0.230 against 0.239, seeds 0-3); from 81 px more of them lost vessels (5 of 16 kept under
+half the input's vessel pixels, against 3)."""
+FIELD_ALPHA = 0.5
+"""The completeness term (see ALPHA) of the searches at that start's level, so that the
+vessels a turn thinned come back. On retina (seeds 0-7) 3 samples kept under half the
+input's vessel pixels, against 5 without it, and the optic disc was lost by the
+bright-pixel count (under 0.3 of the input's brightest 0.5%) in 1 against 3 (0.2 did the
+same); on the tests' fundus (seeds 0-2) the sample with the fewest vessels kept 0.61 of
+the input's vessel pixels (with 1, 0.56; with 2, 0.48)."""
 COMPLETE_UP_TO = 64
-"""In a sparse texture or a sparse field above diversity 1, the searches at the levels up
-to this side (14 to 61 px at 256) favour the source patches the estimate does not show
-yet (see _search.completing_nearest), so the galaxies, or a fundus photo's vessels and
-optic disc, that a stronger start scatters come back."""
+"""In a sparse texture, or a sparse field inside a frame that is not round, above diversity
+1 the searches at the levels up to this side (14 to 61 px at 256) favour the source
+patches the estimate does not show yet (see _search.completing_nearest), so the galaxies
+that a stronger start scatters come back. (A fundus photo's start level, 61 px, takes
+FIELD_ALPHA.)"""
 ALPHA = 1.0
 """That search's alpha at diversity 2, as a multiple of the level's typical match distance;
 it is ALPHA / (diversity - 1), a stronger pull towards completeness as diversity rises."""
@@ -272,20 +309,24 @@ CACHED_SOURCES = 2
 class Settings:
     """What a diversity value means for the generator."""
 
-    noise: float
-    warp: float
-    mirror: float
     coarsest: int
+    """The side of the level the start is at (see depth)."""
     copy_limit: float | None
     """None: near-copies are what was asked for, nothing is re-drawn."""
-    exclusive: bool
+    noise: float = 0.0
+    warp: float = 0.0
+    mirror: float = 0.0
+    exclusive: bool = False
     """Whether the coarsest level shows each part of the source at one place only (see
     _exclusive), so that a re-composed layout seldom draws a subject twice."""
-    alpha: float | None
+    alpha: float | None = None
     """In a sparse texture or field, the coarse levels' completeness term (see ALPHA); None:
     plain nearest neighbours."""
     warp_grid: int = WARP_GRID
     """The side of the warp's grid of displacements (see structured_start)."""
+    turn: float = 0.0
+    """Std of the start's turn about the middle of the picture inside its frame, in degrees
+    (see TURN)."""
     seams: float | None = None
     """Share of the side moved along seams (see _seams); None: a warp and noise start."""
     moves: int = 1
@@ -319,7 +360,7 @@ class Settings:
 
     @classmethod
     def for_diversity(
-        cls, diversity: float, *, sparse: bool, texture: bool, plain: bool
+        cls, diversity: float, *, sparse: bool, texture: bool, plain: bool, field: bool
     ) -> Settings:
         """Two regimes, so that a value below 1 changes less than the default.
 
@@ -366,31 +407,44 @@ class Settings:
         dominant texture.
 
         A ``sparse`` picture, a sparse texture (a starfield) or a sparse field inside a
-        frame (SPARSE_FIELD, a fundus photo), keeps the gentler schedule: the noise in
-        proportion to diversity, the warp with its square root (with the stronger one, a
-        fundus photo's samples at 3 showed the optic disc in fewer samples, and at
-        diversity**1.5 noise varied less at 3 than at 2). Above 1 it also pulls its coarse
-        levels towards completeness (ALPHA): stronger noise alone scattered its few things
-        into an empty field. Without the pull a starfield's measured diversity stayed flat
-        (0.351, 0.349, 0.346 at 1, 2, 3; with it 0.351, 0.408, 0.437, means over seeds 0-3),
-        and a fundus photo's inside turned into a plain orange field without the optic disc
-        and most vessels. In other pictures the same pull forces rare parts (a cup's
-        handle, the lights, a face) into places they do not fit, as smears.
+        frame that is not round (SPARSE_FIELD: line art or text inside a margin), keeps the
+        gentler schedule: the noise in proportion to diversity, the warp with its square
+        root (with the stronger one, a fundus photo's samples at 3 showed the optic disc in
+        fewer samples, when it took this schedule, and at diversity**1.5 noise varied less
+        at 3 than at 2). Above 1 it also pulls its coarse levels towards completeness
+        (ALPHA): stronger noise alone scattered its few things into an empty field. Without
+        the pull a starfield's measured diversity stayed flat (0.351, 0.349, 0.346 at 1, 2,
+        3; with it 0.351, 0.408, 0.437, means over seeds 0-3), and a fundus photo's inside
+        turned into a plain orange field without the optic disc and most vessels. In other
+        pictures the same pull forces rare parts (a cup's handle, the lights, a face) into
+        places they do not fit, as smears.
+
+        A sparse ``field`` inside a round frame (a fundus photo), from 1 up, starts at a
+        middle level from the source turned a little and gently warped (see TURN), and
+        from 2 up a share of its samples is mirrored (FLIP_EVERY): its optic disc and
+        macula stay whole and once, where a re-composition from the coarsest level lost
+        the disc in most samples. The turn does not grow with diversity; the mirrored
+        samples make the step.
         """
-        layout, gentle = not (sparse or texture), diversity < 1
+        layout, gentle = not (sparse or texture or field), diversity < 1
+        if field and not gentle:
+            return cls(
+                coarsest=FIELD_COARSEST,
+                copy_limit=COPY_LIMIT,
+                warp=FIELD_WARP,
+                alpha=FIELD_ALPHA,
+                warp_grid=GENTLE_WARP_GRID,
+                turn=TURN,
+                flip_every=flip_every(diversity),
+            )
         if layout and (plain or not gentle):
             moves = max(1, math.floor(diversity))
             return cls(
-                noise=0.0,
-                warp=0.0,
-                mirror=0.0,
                 coarsest=SEAMS_COARSEST,
                 copy_limit=None if gentle else COPY_LIMIT,
-                exclusive=False,
-                alpha=None,
                 seams=SEAMS * diversity / moves,
                 moves=moves,
-                flip_every=FLIP_EVERY[min(moves, 3)] if moves > 1 else None,
+                flip_every=flip_every(diversity),
                 apart=APART if diversity >= APART_FROM else 0.0,
                 shears=moves == 1,
                 agree=moves == 1,
@@ -398,21 +452,17 @@ class Settings:
             )
         if gentle:
             return cls(
-                noise=0.0,
-                warp=GENTLE_WARP * diversity,
-                mirror=0.0,
                 coarsest=GENTLE_COARSEST,
                 copy_limit=None,
-                exclusive=False,
-                alpha=None,
+                warp=GENTLE_WARP * diversity,
                 warp_grid=GENTLE_WARP_GRID,
             )
         return cls(
+            coarsest=COARSEST,
+            copy_limit=COPY_LIMIT,
             noise=NOISE * diversity ** (1.0 if sparse else 1.5),
             warp=WARP * diversity ** (0.5 if sparse else 1.0),
             mirror=MIRROR,
-            coarsest=COARSEST,
-            copy_limit=COPY_LIMIT,
             exclusive=True,
             alpha=ALPHA / (diversity - 1) if sparse and diversity > 1 else None,
         )
@@ -425,7 +475,16 @@ class Settings:
         at seed 7 in the README's demo); re-drawn at the same share, rocket's samples varied
         too little (0.221 over seeds 0-3)."""
         seams = None if self.seams is None else min(self.seams * STEP, SEAMS_MOST)
-        return replace(self, noise=self.noise * STEP, warp=self.warp * STEP, seams=seams)
+        return replace(
+            self, noise=self.noise * STEP, warp=self.warp * STEP, turn=self.turn * STEP, seams=seams
+        )
+
+
+def flip_every(diversity: float) -> int | None:
+    """One sample of every this many of a request comes out mirrored (see FLIP_EVERY);
+    None below 2."""
+    whole = math.floor(diversity)
+    return FLIP_EVERY[min(whole, 3)] if whole > 1 else None
 
 
 def depth(size: int, coarsest: int) -> int:
@@ -498,10 +557,14 @@ class Pyramid:
         dense texture, whose regions met in smears."""
         inside = ~LevelFrame.at(frame, size, PATCH).pixels
         sparse_field = frame is not None and is_sparse(source[inside], SPARSE_FIELD)
-        self.completes = self.sparse or sparse_field
+        self.field = sparse_field and is_round(inside)
+        """Whether the picture is a sparse field inside a round frame, a fundus photo: from
+        diversity 1 up its start is turned (see TURN)."""
+        self.completes = self.sparse or (sparse_field and not self.field)
         """Whether above diversity 1 the coarse searches favour what the estimate does not show
         yet (see COMPLETE_UP_TO), with the gentler start (see Settings.for_diversity): a
-        sparse texture, or a sparse field inside a frame."""
+        sparse texture, or a sparse field inside a frame that is not round (line art or text
+        inside a margin)."""
         self.plain = has_plain_region(self.levels[depth(size, SEAMS_COARSEST)])
         """Whether the picture has a plain region, a sky (see _seams.PLAIN_REGION): there the
         seams are straight, and below diversity 1 they move it (see Settings.for_diversity)."""
@@ -640,7 +703,11 @@ def synthesize(
     samples of a request (seed + index), so that a share of them is mirrored."""
     pyramid = pyramid_for(source)
     settings = Settings.for_diversity(
-        diversity, sparse=pyramid.completes, texture=pyramid.texture, plain=pyramid.plain
+        diversity,
+        sparse=pyramid.completes,
+        texture=pyramid.texture,
+        plain=pyramid.plain,
+        field=pyramid.field,
     )
     every = settings.flip_every
     mirrored = every is not None and place % every == every - 1
@@ -679,7 +746,8 @@ def draw_starts(
     """Level ``first`` re-composed as ``settings`` ask: warped (one start), or along seams
     (the drafts of the last move, best first; see chained_start)."""
     if settings.seams is None:
-        yield Start(structured_start(pyramid.levels[first], settings, rng), None)
+        inside = ~pyramid.frame(first).pixels
+        yield Start(structured_start(pyramid.levels[first], settings, rng, inside), None)
     else:
         yield from chained_start(pyramid, first, settings, rng, check_cancel)
 
@@ -781,8 +849,12 @@ def settled_origins(nnf: np.ndarray, side: int) -> np.ndarray:
     return (np.stack(np.divmod(chosen, grid), axis=-1) + within).astype(np.float32)
 
 
-def structured_start(level: np.ndarray, settings: Settings, rng: np.random.Generator) -> np.ndarray:
-    """The coarsest level re-composed: mirrored, smoothly warped, plus noise."""
+def structured_start(
+    level: np.ndarray, settings: Settings, rng: np.random.Generator, inside: np.ndarray
+) -> np.ndarray:
+    """The start's level re-composed: mirrored, smoothly warped and turned, plus noise. A
+    pixel of the ``inside`` of a frame (a boolean mask) that would come from the frame keeps
+    its own value, so that no piece of the frame is moved into the picture."""
     size = level.shape[0]
     if rng.random() < settings.mirror:
         level = level[:, ::-1]
@@ -793,9 +865,14 @@ def structured_start(level: np.ndarray, settings: Settings, rng: np.random.Gener
         [resize((s[..., None] + 4.0) / 8.0, size, size)[..., 0] * 8.0 - 4.0 for s in shift]
     )
     rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    y = _reflect(rows + field[0] * settings.warp * size, size)
-    x = _reflect(cols + field[1] * settings.warp * size, size)
+    y = rows + field[0] * settings.warp * size
+    x = cols + field[1] * settings.warp * size
+    if settings.turn:
+        y, x = _turned(y, x, math.radians(settings.turn * rng.standard_normal()), inside)
+    y, x = _reflect(y, size), _reflect(x, size)
     warped = _bilinear(level, y, x)
+    from_frame = ~inside[np.rint(y).astype(np.int64), np.rint(x).astype(np.int64)]
+    warped = np.where((inside & from_frame)[..., None], level, warped)
     noise = settings.noise * rng.standard_normal(level.shape, dtype=np.float32)
     return (warped + noise).astype(np.float32)
 
@@ -858,6 +935,19 @@ class Draft(NamedTuple):
     pixels: np.ndarray
     origins: np.ndarray
     """Where each pixel came from in the picture moved (see _seams.recompose)."""
+
+
+def _turned(
+    y: np.ndarray, x: np.ndarray, angle: float, inside: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates ``y``, ``x`` turned by ``angle`` (radians) about the middle of ``inside``."""
+    rows, cols = np.nonzero(inside)
+    y0, x0 = rows.mean(), cols.mean()
+    cos, sin = math.cos(angle), math.sin(angle)
+    return (
+        y0 + (y - y0) * cos - (x - x0) * sin,
+        x0 + (y - y0) * sin + (x - x0) * cos,
+    )
 
 
 def _reflect(coordinate: np.ndarray, size: int) -> np.ndarray:
